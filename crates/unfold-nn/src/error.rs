@@ -1,0 +1,126 @@
+//! The one error type of unfold.
+//!
+//! Every public entry point that takes user data, shapes, configs or files checks them first
+//! and returns an [`Error`] naming the argument, what was expected and what was given, rather
+//! than letting the input reach a Burn kernel that would panic (or, worse, compute garbage).
+//! Modules follow Burn's convention of a panicking `forward`; each has a `try_forward` beside
+//! it that returns this error instead, and `forward` panics with the same message.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout unfold.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when unfold is handed bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor argument has the wrong shape.
+    #[error("`{arg}` has shape {got:?}, expected {expected}")]
+    Shape {
+        /// The argument's name.
+        arg: &'static str,
+        /// What was expected, in words (e.g. "[batch, time, 8]").
+        expected: String,
+        /// The shape that was given.
+        got: Vec<usize>,
+    },
+    /// A batch or sequence with nothing in it.
+    #[error("`{arg}` is empty: {what}")]
+    Empty {
+        /// The argument's name.
+        arg: &'static str,
+        /// What is empty, in words.
+        what: String,
+    },
+    /// Per-sequence lengths that do not fit the batch.
+    #[error("`lengths` {problem}")]
+    Lengths {
+        /// What is wrong, in words.
+        problem: String,
+    },
+    /// NaN or infinite values where finite numbers are needed.
+    #[error("`{arg}` holds NaN or infinite values")]
+    NonFinite {
+        /// The argument's name.
+        arg: &'static str,
+    },
+    /// A token id outside the vocabulary.
+    #[error("`{arg}` holds token id {id}, but the vocabulary has {vocab_size} entries (ids 0..{vocab_size})")]
+    TokenOutOfRange {
+        /// The argument's name.
+        arg: &'static str,
+        /// The offending id.
+        id: i64,
+        /// Size of the vocabulary.
+        vocab_size: usize,
+    },
+    /// A character that the vocabulary does not know.
+    #[error("character {ch:?} at position {position} is not in the vocabulary")]
+    UnknownChar {
+        /// The character.
+        ch: char,
+        /// Its position (in characters) in the text.
+        position: usize,
+    },
+    /// A configuration value that cannot work.
+    #[error("bad config: `{field}` = {value}: {reason}")]
+    Config {
+        /// The config field's name.
+        field: &'static str,
+        /// The given value, formatted.
+        value: String,
+        /// Why it cannot work.
+        reason: String,
+    },
+    /// A corpus that cannot be trained on.
+    #[error("corpus {name}: {problem}")]
+    Corpus {
+        /// The corpus's name (file path or built-in name).
+        name: String,
+        /// What is wrong, in words.
+        problem: String,
+    },
+    /// A file that cannot be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing", ...).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::Config`].
+    pub fn config(
+        field: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Shape`].
+    pub fn shape(arg: &'static str, expected: impl Into<String>, got: &[usize]) -> Self {
+        Error::Shape {
+            arg,
+            expected: expected.into(),
+            got: got.to_vec(),
+        }
+    }
+}
+
+/// Checks that every named size is at least 1 (a zero-width layer cannot hold anything).
+pub fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<()> {
+    match sizes.iter().find(|(_, size)| *size == 0) {
+        Some((field, size)) => Err(Error::config(field, size, "must be at least 1")),
+        None => Ok(()),
+    }
+}
