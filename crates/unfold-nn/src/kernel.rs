@@ -2,12 +2,13 @@
 //!
 //! Everything that can be done for all steps at once (`b + U x(t)`, the readout, the loss)
 //! happens outside; what is left is the chain `h(t) = tanh(drive(t) + W h(t-1))`, which cannot
-//! be batched over time. Keeping it behind this one function lets a fused implementation (one
-//! autodiff node for the whole sequence, a hand-written BPTT backward) replace the body without
-//! changing any public API.
+//! be batched over time. It runs as one fused operation with a hand-written BPTT backward
+//! ([`crate::fused`]) on the backends that have one, and as a loop recorded step by step by
+//! Burn's autodiff on the others; both give the same values and gradients.
 
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::fused;
 use crate::recurrence::{drive_at, scan, StepPlan, Unrolled};
 
 /// `h(t) = tanh(drive(t) + W h(t-1))` for every step of `plan`, starting from `h0`.
@@ -15,9 +16,29 @@ use crate::recurrence::{drive_at, scan, StepPlan, Unrolled};
 /// - `drive`: `[batch, time, hidden]`, the hoisted `b + U x(t)`.
 /// - `w`: `[hidden, hidden]`, stored `[from, to]` (`h W`).
 /// - `h0`: `[batch, hidden]`.
-///
-/// This version lets Burn's autodiff record every step (BPTT through the unrolled graph).
 pub fn tanh_recurrence<B: Backend>(
+    drive: Tensor<B, 3>,
+    w: Tensor<B, 2>,
+    h0: Tensor<B, 2>,
+    plan: &StepPlan<B>,
+) -> Unrolled<B> {
+    match fused::runner::<B>() {
+        Some(run) => {
+            let states = run(drive, w, h0, plan.steps());
+            // Held rows keep their last state, so the final visited step holds every "last".
+            let last_step = *plan.order().last().expect("at least one step");
+            Unrolled {
+                last: drive_at(&states, last_step),
+                states,
+            }
+        }
+        None => tanh_recurrence_unfused(drive, w, h0, plan),
+    }
+}
+
+/// [`tanh_recurrence`] as a loop of Burn operations, recorded step by step by autodiff: the
+/// reference the fused operation is tested against, and the path for other backends.
+pub fn tanh_recurrence_unfused<B: Backend>(
     drive: Tensor<B, 3>,
     w: Tensor<B, 2>,
     h0: Tensor<B, 2>,

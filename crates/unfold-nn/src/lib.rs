@@ -11,9 +11,12 @@
 //! needs an `AutodiffBackend`, and gradients are Burn's autodiff through the unrolled graph.
 #![warn(missing_docs)]
 
+pub mod classifier;
 pub mod elman;
 pub mod error;
 mod init;
+pub mod jordan;
+pub mod fused;
 pub mod kernel;
 pub mod loss;
 pub mod readout;

@@ -239,19 +239,44 @@ impl<B: Backend> UnrollOptions<B> {
     }
 }
 
+/// The host-side shape of an unroll: how many steps, which direction, each sequence's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steps {
+    /// Number of time steps.
+    pub time: usize,
+    /// Whether each sequence is read from its own last valid step back to its first.
+    pub reverse: bool,
+    /// Valid length of each sequence (`1..=time`); `None` when all are full length.
+    pub lengths: Option<Vec<usize>>,
+}
+
+impl Steps {
+    /// Time indices in the order they are visited.
+    pub fn order(&self) -> Vec<usize> {
+        if self.reverse {
+            (0..self.time).rev().collect()
+        } else {
+            (0..self.time).collect()
+        }
+    }
+
+    /// Whether row `row` is inside its sequence at step `t`.
+    pub fn is_valid(&self, row: usize, t: usize) -> bool {
+        self.lengths.as_ref().is_none_or(|lengths| t < lengths[row])
+    }
+}
+
 /// Which steps to run, in which order, and which rows hold still at each step.
 ///
 /// Built once per unroll from the lengths; the loop in [`scan`] (and any fused kernel) only
 /// reads it.
 #[derive(Debug, Clone)]
 pub struct StepPlan<B: Backend> {
-    time: usize,
-    reverse: bool,
+    steps: Steps,
     /// `[batch, time]`, true where the step is inside its sequence; `None` when all are.
     valid: Option<Tensor<B, 2, Bool>>,
     /// Steps `t < full_until` are valid for every sequence and need no masking.
     full_until: usize,
-    lengths: Option<Vec<usize>>,
 }
 
 impl<B: Backend> StepPlan<B> {
@@ -263,49 +288,50 @@ impl<B: Backend> StepPlan<B> {
         reverse: bool,
         device: &B::Device,
     ) -> Result<Self> {
-        let Some(lengths) = lengths else {
-            return Ok(Self {
+        if let Some(lengths) = lengths {
+            validate_lengths(lengths, batch, time)?;
+        }
+        Ok(Self::from_steps(
+            Steps {
                 time,
                 reverse,
-                valid: None,
-                full_until: time,
-                lengths: None,
-            });
-        };
-        validate_lengths(lengths, batch, time)?;
-        let full_until = lengths.iter().copied().min().unwrap_or(time);
-        let valid = (full_until < time).then(|| valid_mask(lengths, time, device));
-        Ok(Self {
-            time,
-            reverse,
+                lengths: lengths.map(<[usize]>::to_vec),
+            },
+            device,
+        ))
+    }
+
+    /// A plan for already validated `steps`.
+    pub fn from_steps(steps: Steps, device: &B::Device) -> Self {
+        let full_until = steps
+            .lengths
+            .as_ref()
+            .map_or(steps.time, |l| l.iter().copied().min().unwrap_or(0));
+        let valid = steps
+            .lengths
+            .as_ref()
+            .filter(|_| full_until < steps.time)
+            .map(|l| valid_mask(l, steps.time, device));
+        Self {
+            steps,
             valid,
             full_until,
-            lengths: Some(lengths.to_vec()),
-        })
+        }
+    }
+
+    /// The host-side description.
+    pub fn steps(&self) -> &Steps {
+        &self.steps
     }
 
     /// Number of time steps.
     pub fn time(&self) -> usize {
-        self.time
-    }
-
-    /// Whether the sequence is read backwards.
-    pub fn is_reversed(&self) -> bool {
-        self.reverse
-    }
-
-    /// The per-sequence lengths, if any were given.
-    pub fn lengths(&self) -> Option<&[usize]> {
-        self.lengths.as_deref()
+        self.steps.time
     }
 
     /// Time indices in the order they are visited.
-    pub fn order(&self) -> Box<dyn Iterator<Item = usize>> {
-        if self.reverse {
-            Box::new((0..self.time).rev())
-        } else {
-            Box::new(0..self.time)
-        }
+    pub fn order(&self) -> Vec<usize> {
+        self.steps.order()
     }
 
     /// `[batch, 1]` mask of the rows that are past their end at step `t`, or `None` when every

@@ -1,0 +1,1 @@
+//! stub: work in progress
