@@ -1,4 +1,6 @@
-//! unfold: classic recurrent neural networks for Burn.
+#![doc = include_str!("../README.md")]
+//!
+//! ## This crate
 //!
 //! This facade re-exports the library crates and adds what the examples share:
 //! - [`nn`] (`unfold-nn`): recurrences, the unroll, RNN topologies, losses, sampling.
@@ -9,6 +11,7 @@
 
 pub use unfold_data as data;
 pub use unfold_nn as nn;
+pub use unfold_viz as viz;
 
 pub mod backend;
 pub mod cli;
