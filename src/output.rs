@@ -6,10 +6,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
-use burn::tensor::backend::Backend;
-use serde::Serialize;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Record};
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::nn::{Error, Result};
 
@@ -18,6 +18,152 @@ pub type Recorder = NamedMpkFileRecorder<FullPrecisionSettings>;
 
 /// File name of the trained model record.
 pub const MODEL_FILE: &str = "model.mpk";
+
+/// Sub-directory holding the training checkpoint ([`RunDir::save_checkpoint`]).
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// Model record inside [`CHECKPOINT_DIR`].
+pub const CHECKPOINT_MODEL_FILE: &str = "model.mpk";
+
+/// Optimizer record (Adam's moments and step count, for instance) inside [`CHECKPOINT_DIR`].
+pub const CHECKPOINT_OPTIMIZER_FILE: &str = "optimizer.mpk";
+
+/// The training loop's own state (step, sampler position, history) inside [`CHECKPOINT_DIR`].
+pub const CHECKPOINT_STATE_FILE: &str = "state.json";
+
+/// Where a checkpoint is assembled before it replaces the current one.
+const CHECKPOINT_PARTIAL: &str = ".checkpoint.partial";
+
+/// Where the previous checkpoint waits while the new one is renamed into place.
+const CHECKPOINT_PREVIOUS: &str = ".checkpoint.previous";
+
+/// A checkpoint read back by [`RunDir::load_checkpoint`]: the model with its saved parameters,
+/// the optimizer record to hand to `Optimizer::load_record`, and the loop's state.
+#[derive(Debug)]
+pub struct Checkpoint<M, R, S> {
+    /// The model, with the checkpoint's parameters (and parameter ids, which the optimizer
+    /// record is keyed by).
+    pub model: M,
+    /// The optimizer's record.
+    pub optimizer: R,
+    /// What the training loop saved beside them.
+    pub state: S,
+}
+
+/// The shape of every parameter of a module, in visiting order.
+struct Shapes(Vec<Vec<usize>>);
+
+impl<B: Backend> ModuleVisitor<B> for Shapes {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push(param.val().dims().to_vec());
+    }
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
+        self.0.push(param.val().dims().to_vec());
+    }
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
+        self.0.push(param.val().dims().to_vec());
+    }
+}
+
+fn shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+    let mut shapes = Shapes(Vec::new());
+    module.visit(&mut shapes);
+    shapes.0
+}
+
+/// Loads the record at `path` (ending in `.mpk`) into a copy of `model`, checking that every
+/// parameter keeps its shape. `model` itself is left as it is whatever happens.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read, [`Error::BadFile`] if it is corrupt, truncated, or
+/// holds parameters of other shapes (another model's record).
+pub fn load_model<B: Backend, M: Module<B>>(
+    path: &Path,
+    model: &M,
+    device: &B::Device,
+) -> Result<M> {
+    let record = load_record::<B, M::Record>(path, device)?;
+    let loaded = model.clone().load_record(record);
+    let (expected, got) = (shapes::<B, M>(model), shapes::<B, M>(&loaded));
+    if expected != got {
+        let (index, want, have) = expected
+            .iter()
+            .zip(&got)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i, format!("{a:?}"), format!("{b:?}")))
+            .unwrap_or((
+                0,
+                format!("{} parameters", expected.len()),
+                format!("{}", got.len()),
+            ));
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            problem: format!(
+                "parameter {index} has shape {have}, the model expects {want} (a record of \
+                 another model or config?)"
+            ),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Reads one Burn record from `path` (ending in `.mpk`), naming the file in any error.
+fn load_record<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<R> {
+    if !path.is_file() {
+        return Err(Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    // Burn's recorders may panic on some malformed input rather than return an error: catch
+    // it, so that a bad file is an error naming it and not a crash.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        <Recorder as burn::record::Recorder<B>>::load::<R>(
+            &Recorder::new(),
+            path.to_path_buf(),
+            device,
+        )
+    }));
+    match result {
+        Ok(Ok(record)) => Ok(record),
+        Ok(Err(e)) => Err(Error::BadFile {
+            path: path.to_path_buf(),
+            problem: format!("not a readable record of this model ({e})"),
+        }),
+        Err(_) => Err(Error::BadFile {
+            path: path.to_path_buf(),
+            problem: "corrupt record (decoding it failed)".into(),
+        }),
+    }
+}
+
+/// Reads a JSON file into `T`, naming the file in any error.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(|source| Error::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        problem: format!("not the expected JSON ({e})"),
+    })
+}
+
+/// Writes `bytes` to `path` and flushes them to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        action: "writing",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::File::create(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
 
 /// An output directory, created and checked for writability up front (so a run does not
 /// train for ten minutes and then fail to save).
@@ -89,6 +235,133 @@ impl RunDir {
             source,
         })
     }
+}
+
+impl RunDir {
+    /// Saves a training checkpoint: `model`'s record, `optimizer`'s record and `state` (any
+    /// serde value: step, sampler position, history) in [`CHECKPOINT_DIR`].
+    ///
+    /// The three files replace the previous checkpoint together: they are written (and synced)
+    /// into a fresh directory, which is then renamed into place. A crash at any point leaves
+    /// either the previous checkpoint or the new one whole, never a mix.
+    pub fn save_checkpoint<B: Backend, M: Module<B>, R: Record<B>>(
+        &self,
+        model: &M,
+        optimizer: R,
+        state: &impl Serialize,
+    ) -> Result<()> {
+        let partial = self.path.join(CHECKPOINT_PARTIAL);
+        let current = self.path.join(CHECKPOINT_DIR);
+        let previous = self.path.join(CHECKPOINT_PREVIOUS);
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        if partial.exists() {
+            fs::remove_dir_all(&partial).map_err(io("removing", &partial))?;
+        }
+        fs::create_dir(&partial).map_err(io("creating", &partial))?;
+        let recorder = Recorder::new();
+        let record_error = |file: &str| {
+            let path = current.join(file);
+            move |e: burn::record::RecorderError| Error::Io {
+                action: "saving",
+                path,
+                source: std::io::Error::other(e.to_string()),
+            }
+        };
+        // The recorder adds the `.mpk` extension.
+        <Recorder as burn::record::Recorder<B>>::record(
+            &recorder,
+            model.clone().into_record(),
+            partial.join("model"),
+        )
+        .map_err(record_error(CHECKPOINT_MODEL_FILE))?;
+        <Recorder as burn::record::Recorder<B>>::record(
+            &recorder,
+            optimizer,
+            partial.join("optimizer"),
+        )
+        .map_err(record_error(CHECKPOINT_OPTIMIZER_FILE))?;
+        let json = serde_json::to_vec_pretty(state).expect("checkpoint state serialises to JSON");
+        write_synced(&partial.join(CHECKPOINT_STATE_FILE), &json)?;
+        for file in [CHECKPOINT_MODEL_FILE, CHECKPOINT_OPTIMIZER_FILE] {
+            let path = partial.join(file);
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io("syncing", &path))?;
+        }
+        if previous.exists() {
+            fs::remove_dir_all(&previous).map_err(io("removing", &previous))?;
+        }
+        if current.exists() {
+            fs::rename(&current, &previous).map_err(io("moving aside", &current))?;
+        }
+        fs::rename(&partial, &current).map_err(io("renaming into place", &current))?;
+        if previous.exists() {
+            fs::remove_dir_all(&previous).map_err(io("removing", &previous))?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint directory to resume from: [`CHECKPOINT_DIR`], or the previous checkpoint
+    /// if a save was interrupted between its two renames. `None` when there is none.
+    pub fn checkpoint_path(&self) -> Option<PathBuf> {
+        [CHECKPOINT_DIR, CHECKPOINT_PREVIOUS]
+            .into_iter()
+            .map(|name| self.path.join(name))
+            .find(|path| path.join(CHECKPOINT_STATE_FILE).is_file())
+    }
+
+    /// Reads the checkpoint back: `model`'s parameters from it (into a copy; `model` is left as
+    /// it is), the optimizer record and the state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the directory if there is no checkpoint; [`Error::BadFile`] naming
+    /// the file if one is corrupt, truncated, or holds another model's parameters. Nothing on
+    /// disk is changed.
+    pub fn load_checkpoint<B: Backend, M: Module<B>, R: Record<B>, S: DeserializeOwned>(
+        &self,
+        model: &M,
+        device: &B::Device,
+    ) -> Result<Checkpoint<M, R, S>> {
+        let dir = self.checkpoint_path().ok_or_else(|| Error::Io {
+            action: "resuming from",
+            path: self.path.join(CHECKPOINT_DIR),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no checkpoint here (run without --resume first)",
+            ),
+        })?;
+        let state = read_json(&dir.join(CHECKPOINT_STATE_FILE))?;
+        let model = load_model(&dir.join(CHECKPOINT_MODEL_FILE), model, device)?;
+        let optimizer = load_record::<B, R>(&dir.join(CHECKPOINT_OPTIMIZER_FILE), device)?;
+        Ok(Checkpoint {
+            model,
+            optimizer,
+            state,
+        })
+    }
+}
+
+/// The loop state the examples save in a checkpoint (any serde type works with
+/// [`RunDir::save_checkpoint`]; this one covers a seeded, replayable sampler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopState<H> {
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Batches drawn from the (seeded) sampler so far: replaying that many draws from a
+    /// sampler made with the same seed puts it exactly where it was.
+    pub batches_drawn: usize,
+    /// The model's config, as JSON: a checkpoint of another model is refused.
+    pub model_config: serde_json::Value,
+    /// The history logged so far (e.g. the evaluations).
+    pub history: H,
 }
 
 /// Prints `metrics` as the run's last line, one JSON object, after writing it to
