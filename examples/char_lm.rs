@@ -3,7 +3,13 @@
 //! ```text
 //! cargo run --release --example char_lm                      # built-in tiny-shakespeare
 //! cargo run --release --example char_lm -- --corpus my.txt --steps 500 --out runs/mine
+//! cargo run --release --example char_lm -- --steps 6000 --resume   # continue runs/char_lm
+//! cargo run --release --example char_lm -- sample --from runs/char_lm --prompt "ROMEO:"
 //! ```
+//!
+//! Gradients are clipped to a global norm of `--clip` (5 by default, 0 turns it off). A
+//! checkpoint (model, Adam state, step, sampler position) is written atomically to
+//! `OUT/checkpoint/` at every evaluation; `--resume` continues from it up to `--steps`.
 //!
 //! Trains `h(t) = tanh(b + W h(t-1) + U x(t))`, `o(t) = c + V h(t)` to predict each next
 //! character (loss `Σ_t -log p(y(t) | x(1..t))`, by BPTT over `--seq-len` steps), reports the
@@ -20,17 +26,17 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend as _;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::{rngs::StdRng, SeedableRng};
 use serde::Serialize;
 
 use unfold::backend::{self, Backend, TrainBackend};
 use unfold::cli::{self, CommonArgs, Defaults};
 use unfold::data::{sequential_batches, Corpus, TokenBatch, Vocab, WindowSampler};
+use unfold::nn::clip::clip_global_norm;
 use unfold::nn::{
     bits_per_token, perplexity, sample, sequence_nll, ElmanRnn, ElmanRnnConfig, Reduction, Result,
     UnrollOptions,
 };
-use unfold::output::RunDir;
+use unfold::output::{self, LoopState, RunDir};
 
 /// Train a character-level hidden-to-hidden RNN language model.
 #[derive(Parser, Debug, Serialize)]
@@ -50,19 +56,51 @@ struct Args {
     /// Text to warm the state on before sampling (default: a newline, else the corpus's first character).
     #[arg(long)]
     prompt: Option<String>,
+    /// Clip the gradient to this global norm over all parameters (0: no clipping).
+    #[arg(long, default_value_t = 5.0)]
+    clip: f64,
+    /// Continue the run saved in --out (its checkpoint/) up to --steps.
+    #[arg(long)]
+    resume: bool,
+    #[command(subcommand)]
+    #[serde(skip)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Sample from a trained model without training: loads config.json, vocab.json and
+    /// model.mpk from --from.
+    Sample {
+        /// The output directory of a finished run.
+        #[arg(long, value_name = "DIR")]
+        from: std::path::PathBuf,
+        /// Text to warm the state on (default: a newline).
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Characters to generate.
+        #[arg(long, default_value_t = 400)]
+        len: usize,
+        /// Sampling temperature (> 0).
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 const DEFAULTS: Defaults = Defaults {
     hidden: 256,
     seq_len: 64,
     batch: 32,
-    steps: 3000,
+    steps: 5000,
     lr: 2e-3,
     out: "runs/char_lm",
 };
 
 /// A validation measurement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct Eval {
     step: usize,
     train_loss: f64,
@@ -89,7 +127,17 @@ struct Metrics {
 
 fn main() {
     let args: Args = cli::parse(&DEFAULTS);
-    if let Err(e) = run(args) {
+    let result = match &args.command {
+        Some(Command::Sample {
+            from,
+            prompt,
+            len,
+            temperature,
+            seed,
+        }) => sample_saved(from, prompt.as_deref(), *len, *temperature, *seed),
+        None => run(args),
+    };
+    if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
@@ -113,6 +161,35 @@ fn run(args: Args) -> Result<()> {
     let mut model: ElmanRnn<TrainBackend> = config.try_init(&device)?;
     let mut optimizer = AdamConfig::new().init();
     let mut sampler = WindowSampler::new(train_ids, common.batch, common.seq_len, common.seed)?;
+    let model_config = serde_json::to_value(&config).expect("config serialises");
+    let mut first_step = 1;
+    let mut history = Vec::new();
+    if args.resume {
+        let checkpoint =
+            out.load_checkpoint::<TrainBackend, _, _, LoopState<Vec<Eval>>>(&model, &device)?;
+        let state = checkpoint.state;
+        if state.model_config != model_config {
+            return Err(unfold::nn::Error::BadFile {
+                path: out.path().join(output::CHECKPOINT_DIR).join(output::CHECKPOINT_STATE_FILE),
+                problem: format!(
+                    "saved for model {}, but the flags give {} (resume with the same --hidden and corpus)",
+                    state.model_config, model_config
+                ),
+            });
+        }
+        model = checkpoint.model;
+        optimizer = optimizer.load_record(checkpoint.optimizer);
+        // The sampler is seeded: replaying its draws puts it where the saved run left it.
+        for _ in 0..state.batches_drawn {
+            sampler.next_windows();
+        }
+        first_step = state.step + 1;
+        history = state.history;
+        eprintln!(
+            "char_lm: resuming at step {first_step} from {}",
+            out.path().display()
+        );
+    }
     let val_batches = sequential_batches::<Backend>(&val_ids, 256, common.seq_len, &device)?;
     out.write_json(
         "config.json",
@@ -134,12 +211,12 @@ fn run(args: Args) -> Result<()> {
         )
         .expect("valid template"),
     );
-    let mut history = Vec::new();
     let mut recent = Vec::new(); // losses since the last evaluation
     let mut train_loss = f64::NAN;
     let mut eval_time = std::time::Duration::ZERO; // kept out of the training throughput
     let train_started = Instant::now();
-    for step in 1..=common.steps {
+    progress.set_position(first_step as u64 - 1);
+    for step in first_step..=common.steps {
         let TokenBatch { inputs, targets } = sampler.next_batch::<TrainBackend>(&device);
         let output = model.try_forward(inputs, &UnrollOptions::new())?;
         let loss = sequence_nll(output.logits, targets, None, Reduction::MeanPerToken);
@@ -151,7 +228,10 @@ fn run(args: Args) -> Result<()> {
             });
         }
         recent.push(loss_value);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if args.clip > 0.0 {
+            grads = clip_global_norm(&model, grads, args.clip)?.0;
+        }
         model = optimizer.step(common.lr, model, grads);
 
         if step % args.eval_every == 0 || step == common.steps {
@@ -159,13 +239,20 @@ fn run(args: Args) -> Result<()> {
             recent.clear();
             let eval_started = Instant::now();
             let val_loss = evaluate(&model.valid(), &val_batches)?;
-            eval_time += eval_started.elapsed();
             history.push(Eval {
                 step,
                 train_loss,
                 val_loss,
                 val_bpc: bits_per_token(val_loss),
             });
+            let state = LoopState {
+                step,
+                batches_drawn: step,
+                model_config: model_config.clone(),
+                history: history.clone(),
+            };
+            out.save_checkpoint(&model, optimizer.to_record(), &state)?;
+            eval_time += eval_started.elapsed();
             let line = format!("step {step:>6}  train {train_loss:.3}  val {val_loss:.3} nats/char  {:.3} bits/char", bits_per_token(val_loss));
             // A hidden bar (output not a terminal) drops its printlns; say it on stderr then.
             if progress.is_hidden() {
@@ -206,7 +293,8 @@ fn run(args: Args) -> Result<()> {
         val_loss: last.val_loss,
         val_bpc: last.val_bpc,
         val_perplexity: perplexity(last.val_loss),
-        tokens_per_s: (common.steps * common.batch * common.seq_len) as f64 / train_wall,
+        tokens_per_s: ((common.steps + 1 - first_step) * common.batch * common.seq_len) as f64
+            / train_wall,
         wall_s: started.elapsed().as_secs_f64(),
         steps: common.steps,
         backend: backend::NAME,
@@ -233,6 +321,13 @@ fn check_args(args: &Args) -> Result<()> {
             return Err(Error::config(field, value, "must be at least 1"));
         }
     }
+    if !(args.clip >= 0.0 && args.clip.is_finite()) {
+        return Err(Error::config(
+            "--clip",
+            args.clip,
+            "must be a finite number >= 0 (0 turns clipping off)",
+        ));
+    }
     if !(common.lr > 0.0 && common.lr.is_finite()) {
         return Err(Error::config(
             "--lr",
@@ -256,6 +351,41 @@ fn evaluate(model: &ElmanRnn<Backend>, batches: &[TokenBatch<Backend>]) -> Resul
     Ok(total / tokens as f64)
 }
 
+/// `char_lm sample --from DIR`: the saved model, its vocabulary and config, no training.
+fn sample_saved(
+    from: &std::path::Path,
+    prompt: Option<&str>,
+    len: usize,
+    temperature: f64,
+    seed: u64,
+) -> Result<()> {
+    sample::check_temperature(temperature)?;
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        model: ElmanRnnConfig,
+    }
+    let Saved { model: config } = output::read_json(&from.join("config.json"))?;
+    let vocab: Vocab = output::read_json(&from.join("vocab.json"))?;
+    if config.input_size != vocab.len() || config.output_size != vocab.len() {
+        return Err(unfold::nn::Error::BadFile {
+            path: from.join("vocab.json"),
+            problem: format!(
+                "{} characters, but config.json's model has input {} and output {}",
+                vocab.len(),
+                config.input_size,
+                config.output_size
+            ),
+        });
+    }
+    let device = backend::device();
+    let blank: ElmanRnn<Backend> = config.try_init(&device)?;
+    let model = output::load_model(&from.join(output::MODEL_FILE), &blank, &device)?;
+    let prompt = prompt.map_or_else(|| default_prompt(&vocab), str::to_string);
+    let text = sample_text(&model, &vocab, &prompt, len, temperature, seed, &device)?;
+    println!("{prompt}{text}");
+    Ok(())
+}
+
 fn default_prompt(vocab: &Vocab) -> String {
     match vocab.id('\n') {
         Some(_) => "\n".to_string(),
@@ -273,15 +403,12 @@ fn sample_text(
     device: &backend::Device,
 ) -> Result<String> {
     let prompt_ids = vocab.encode(prompt)?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let ids = sample::generate(
-        &model.cell,
-        &model.readout,
-        &prompt_ids,
-        len,
-        temperature,
-        &mut rng,
-        device,
-    )?;
-    vocab.decode(&ids)
+    if len == 0 {
+        return Ok(String::new()); // --sample-len 0: no sample
+    }
+    let config = sample::GenerateConfig::new(len)
+        .with_sampling(sample::Sampling::Temperature(temperature))
+        .with_seed(seed);
+    let ids = sample::generate(model, &[prompt_ids], &config, device)?;
+    vocab.decode(&ids[0])
 }

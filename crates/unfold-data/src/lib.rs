@@ -36,9 +36,11 @@
 //! ```
 
 mod batch;
+pub mod chunks;
 mod corpus;
 mod vocab;
 
 pub use batch::{sequential_batches, TokenBatch, WindowSampler};
+pub use chunks::{ChunkPosition, ChunkedCorpus, StatefulBatch};
 pub use corpus::Corpus;
 pub use vocab::Vocab;

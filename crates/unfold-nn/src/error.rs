@@ -54,6 +54,16 @@ pub enum Error {
         /// Size of the vocabulary.
         vocab_size: usize,
     },
+    /// A class label outside `0..num_classes`.
+    #[error("`{arg}` holds class {class}, but there are {num_classes} classes (0..{num_classes})")]
+    ClassOutOfRange {
+        /// The argument's name.
+        arg: &'static str,
+        /// The offending class.
+        class: i64,
+        /// Number of classes (the width of the logits).
+        num_classes: usize,
+    },
     /// A character that the vocabulary does not know.
     #[error("character {ch:?} at position {position} is not in the vocabulary")]
     UnknownChar {
@@ -80,6 +90,26 @@ pub enum Error {
         /// What is wrong, in words.
         problem: String,
     },
+    /// A required argument that was not given (e.g. the targets that teacher forcing feeds
+    /// back).
+    #[error("`{arg}` is missing: {why}")]
+    Missing {
+        /// The argument's name.
+        arg: &'static str,
+        /// Why it is needed, and what to do instead, in words.
+        why: String,
+    },
+    /// The chosen backend found no device to run on (e.g. wgpu on a machine without a GPU or
+    /// Vulkan driver).
+    #[error("backend `{backend}` found no device: {problem}. {fix}")]
+    NoDevice {
+        /// The backend's name (`wgpu`, ...).
+        backend: &'static str,
+        /// What the backend reported, in words.
+        problem: String,
+        /// What to install or change, in words.
+        fix: String,
+    },
     /// A file that cannot be read or written.
     #[error("{action} {path}: {source}")]
     Io {
@@ -90,6 +120,15 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A file that was read but cannot be used: corrupt, truncated, or written for another
+    /// model (wrong names or shapes). Nothing was loaded from it.
+    #[error("{path}: {problem}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, in words.
+        problem: String,
     },
 }
 

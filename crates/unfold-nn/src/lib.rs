@@ -3,26 +3,39 @@
 //! - [`recurrence`]: the [`Recurrence`] trait (one step `h(t) = f(h(t-1), x(t); θ)`), the
 //!   state-only [`Dynamics`], and the one loop that unrolls them ([`unroll`]).
 //! - [`elman`]: the hidden-to-hidden RNN, `h(t) = tanh(b + W h(t-1) + U x(t))`, `o(t) = c + V h(t)`.
+//! - [`jordan`]: the output-to-hidden RNN, trained with teacher forcing in parallel over time.
+//! - [`classifier`]: single output at the end — sequence → fixed-size summary `h(τ)` →
+//!   `o = c + V h(τ)`.
 //! - [`loss`]: the sequence negative log-likelihood with masking, perplexity, bits per character.
-//! - [`sample`]: temperature sampling and free-running generation.
-//! - [`kernel`]: the serial part of the Elman recurrence, behind one function.
+//! - [`sample`]: sampling (greedy, temperature, top-k) and batched free-running generation.
+//! - [`kernel`], [`fused`]: the serial part of the Elman recurrence behind one function, run as
+//!   one autodiff operation with a hand-written BPTT backward where the backend allows.
+//! - [`clip`]: gradient clipping by the global norm over all parameters.
 //!
 //! Every module is generic over Burn's [`Backend`](burn::tensor::backend::Backend); training
-//! needs an `AutodiffBackend`, and gradients are Burn's autodiff through the unrolled graph.
+//! needs an `AutodiffBackend`, and gradients are back-propagation through time by Burn's
+//! autodiff (with the recurrence itself as one fused node).
 #![warn(missing_docs)]
 
 pub mod classifier;
+pub mod clip;
 pub mod elman;
 pub mod error;
+pub mod fused;
 mod init;
 pub mod jordan;
-pub mod fused;
 pub mod kernel;
 pub mod loss;
 pub mod readout;
 pub mod recurrence;
 pub mod sample;
 
+pub use classifier::{
+    accuracy, classification_nll, mean_squared_error, try_accuracy, try_classification_nll,
+    try_correct, try_mean_squared_error, EncoderOutput, Pooling, SequenceClassifier,
+    SequenceClassifierConfig, SequenceEncoder, SequenceEncoderConfig,
+};
+pub use clip::{clip_global_norm, global_norm};
 pub use elman::{ElmanCell, ElmanCellConfig, ElmanRnn, ElmanRnnConfig, RnnOutput};
 pub use error::{Error, Result};
 pub use init::default_initializer;

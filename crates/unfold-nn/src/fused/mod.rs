@@ -26,6 +26,7 @@ mod generic;
 #[cfg(feature = "ndarray")]
 mod host;
 
+#[allow(unused_imports)] // TypeId: used by `find!` when a backend feature is on
 use std::any::{Any, TypeId};
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
@@ -185,6 +186,7 @@ type Runner<B> = fn(Tensor<B, 3>, Tensor<B, 2>, Tensor<B, 2>, &Steps) -> Tensor<
 /// implementation by type: `B` is compared with each backend that implements
 /// [`RecurrentBackend`], and the tensors are moved across with `Any` downcasts (no unsafe code).
 pub fn runner<B: Backend>() -> Option<Runner<B>> {
+    #[allow(unused_macros)] // with no backend feature on, nothing has a fused implementation
     macro_rules! find {
         ($($backend:ty),* $(,)?) => {$(
             if TypeId::of::<B>() == TypeId::of::<$backend>() {
@@ -211,6 +213,7 @@ pub fn runner<B: Backend>() -> Option<Runner<B>> {
 }
 
 /// Runs the fused recurrence of `R`, which is the same type as `B` (checked by [`runner`]).
+#[cfg_attr(not(any(feature = "ndarray", feature = "wgpu")), allow(dead_code))]
 fn run_as<B: Backend, R: RecurrentBackend>(
     drive: Tensor<B, 3>,
     w: Tensor<B, 2>,
@@ -228,6 +231,7 @@ fn run_as<B: Backend, R: RecurrentBackend>(
 }
 
 /// Moves a value to the type it is known to have.
+#[cfg_attr(not(any(feature = "ndarray", feature = "wgpu")), allow(dead_code))]
 fn same_type<From: 'static, To: 'static>(value: From) -> To {
     *(Box::new(value) as Box<dyn Any>)
         .downcast::<To>()
