@@ -37,6 +37,7 @@ use unfold::nn::{
     UnrollOptions,
 };
 use unfold::output::{self, LoopState, RunDir};
+use unfold::viz::{write_loss_curves, LossHistory};
 
 /// Train a character-level hidden-to-hidden RNN language model.
 #[derive(Parser, Debug, Serialize)]
@@ -252,6 +253,7 @@ fn run(args: Args) -> Result<()> {
                 history: history.clone(),
             };
             out.save_checkpoint(&model, optimizer.to_record(), &state)?;
+            write_curves(&out, &history)?;
             eval_time += eval_started.elapsed();
             let line = format!("step {step:>6}  train {train_loss:.3}  val {val_loss:.3} nats/char  {:.3} bits/char", bits_per_token(val_loss));
             // A hidden bar (output not a terminal) drops its printlns; say it on stderr then.
@@ -336,6 +338,17 @@ fn check_args(args: &Args) -> Result<()> {
         ));
     }
     sample::check_temperature(args.temperature)
+}
+
+/// `loss.csv` and `loss.svg` in the output directory: the training loss (averaged since the
+/// previous evaluation) and the validation loss at every evaluation.
+fn write_curves(out: &RunDir, history: &[Eval]) -> Result<()> {
+    let mut curves = LossHistory::new();
+    for eval in history {
+        curves.push_train(eval.step, eval.train_loss);
+        curves.push_val(eval.step, eval.val_loss);
+    }
+    write_loss_curves(out.path(), &curves).map(|_| ())
 }
 
 /// Mean validation loss in nats per character, over every validation window.
