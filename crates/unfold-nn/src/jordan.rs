@@ -35,6 +35,44 @@
 //!
 //! Parameters are stored `[fan_in, fan_out]` as everywhere in unfold, so row-wise the products
 //! read `x U`, `r W`, `h V` (the textbook's `U x`, `W r`, `V h` on column vectors, transposed).
+//!
+//! # Example
+//!
+//! ```
+//! use burn::backend::{Autodiff, NdArray};
+//! use burn::tensor::{Int, Tensor};
+//! use unfold_nn::jordan::{Feedback, Forcing, JordanRnnConfig, TeacherSchedule};
+//! use unfold_nn::sample::{generate, GenerateConfig, Sampling};
+//! use unfold_nn::{sequence_nll, Reduction};
+//!
+//! type B = Autodiff<NdArray>;
+//! let device = Default::default();
+//! let model = JordanRnnConfig::new(10, 32, 10).init::<B>(&device);
+//! let x = Tensor::<B, 2, Int>::from_data([[3, 1, 4, 1, 5]], &device);
+//! let y = Tensor::<B, 2, Int>::from_data([[3, 4, 8, 9, 4]], &device); // running sum mod 10
+//!
+//! // Teacher forcing: every step at once; the summed loss is -log p(y | x).
+//! let out = model.try_forward(x.clone(), Some(y.clone()), &Forcing::TeacherForced)?;
+//! let grads = sequence_nll(out.logits, y.clone(), None, Reduction::Sum).backward();
+//!
+//! // Scheduled sampling at training step 100: ε = k / (k + e^(100/k)).
+//! let forcing = TeacherSchedule::InverseSigmoid { k: 200.0 }.forcing(100, Feedback::Sample, 7)?;
+//! let out = model.try_forward(x.clone(), Some(y), &forcing)?;
+//!
+//! // Free running: its own argmax fed back, no targets.
+//! let free = Forcing::FreeRunning { feedback: Feedback::Argmax, seed: 0 };
+//! let out = model.try_forward(x, None, &free)?;
+//! assert_eq!(out.logits.dims(), [1, 5, 10]);
+//!
+//! // Generation (outputs fed back as the next inputs): warm on each prompt, then 8 tokens.
+//! let config = GenerateConfig::new(8)
+//!     .with_sampling(Sampling::TopK { k: 3, temperature: 0.8 })
+//!     .with_seed(1);
+//! let tokens = generate(&model, &[vec![1, 2, 3], vec![7]], &config, &device)?;
+//! assert_eq!(tokens[1].len(), 8);
+//! # let _ = grads;
+//! # Ok::<(), unfold_nn::Error>(())
+//! ```
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};

@@ -39,8 +39,13 @@ pub use clip::{clip_global_norm, global_norm};
 pub use elman::{ElmanCell, ElmanCellConfig, ElmanRnn, ElmanRnnConfig, RnnOutput};
 pub use error::{Error, Result};
 pub use init::default_initializer;
+pub use jordan::{
+    ElmanJordanRnn, ElmanJordanRnnConfig, Feedback, Forcing, JordanOutput, JordanRnn,
+    JordanRnnConfig, TeacherSchedule,
+};
 pub use loss::{bits_per_token, perplexity, sequence_nll, try_sequence_nll, Reduction};
 pub use readout::{Readout, ReadoutConfig};
 pub use recurrence::{
     unroll, unroll_dynamics, Dynamics, Recurrence, SequenceInput, StepPlan, UnrollOptions, Unrolled,
 };
+pub use sample::{generate, Autoregressive, GenerateConfig, Sampling};
