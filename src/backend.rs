@@ -7,8 +7,8 @@
 //!
 //! Binaries get their device from [`try_device`] (or [`device`]), which for wgpu finds the
 //! adapter first: a machine without a GPU driver gets an
-//! [`Error::NoDevice`](crate::nn::Error::NoDevice) naming what to
-//! install, not a panic from deep inside wgpu. [`describe`] says what the device is, e.g.
+//! [`Error::NoDevice`](crate::nn::Error::NoDevice) naming what to install, not a panic from
+//! deep inside wgpu. [`describe`] says what the device is, e.g.
 //! `wgpu on llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu, Mesa 22.3.6 (LLVM 15.0.6)]`.
 //!
 //! The wgpu adapter is wgpu's default for the platform's graphics API (Burn's
