@@ -25,7 +25,10 @@ use burn::tensor::backend::AutodiffBackend;
 use unfold::backend::{self, TrainBackend};
 use unfold::nn::kernel::tanh_recurrence_unfused;
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
-use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput, StepPlan, UnrollOptions};
+use unfold::nn::{
+    sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput, StepPlan,
+    UnrollOptions,
+};
 
 struct CountingAllocator;
 
@@ -85,15 +88,24 @@ fn measure(warmup: usize, steps: usize, min_time: Duration, mut step: impl FnMut
 }
 
 fn random_ids<B: Backend>(shape: Shape, device: &B::Device) -> Tensor<B, 2, Int> {
-    Tensor::<B, 2>::random([shape.batch, shape.time], burn::tensor::Distribution::Uniform(0.0, shape.vocab as f64), device).int()
+    Tensor::<B, 2>::random(
+        [shape.batch, shape.time],
+        burn::tensor::Distribution::Uniform(0.0, shape.vocab as f64),
+        device,
+    )
+    .int()
 }
 
 /// unfold's hidden-to-hidden RNN: token lookup, fused recurrence, readout, sequence NLL, Adam.
 fn unfold_step<B: AutodiffBackend>(shape: Shape, recorded: bool) -> impl FnMut() {
     let device = Default::default();
-    let mut model: ElmanRnn<B> = ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let mut model: ElmanRnn<B> =
+        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
     let mut optimizer = AdamConfig::new().init();
-    let (inputs, targets) = (random_ids::<B>(shape, &device), random_ids::<B>(shape, &device));
+    let (inputs, targets) = (
+        random_ids::<B>(shape, &device),
+        random_ids::<B>(shape, &device),
+    );
     move || {
         let logits = if recorded {
             // The same model with the recurrence recorded step by step by Burn's autodiff.
@@ -126,12 +138,18 @@ fn burn_nn_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
         head: LinearConfig::new(shape.hidden, shape.vocab).init(&device),
     };
     let mut optimizer = AdamConfig::new().init();
-    let (inputs, targets) = (random_ids::<B>(shape, &device), random_ids::<B>(shape, &device));
+    let (inputs, targets) = (
+        random_ids::<B>(shape, &device),
+        random_ids::<B>(shape, &device),
+    );
     let one_hot: Tensor<B, 3> = inputs.one_hot::<3>(shape.vocab).float();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     move || {
         let (states, _) = model.rnn.forward(one_hot.clone(), None);
-        let logits = model.head.forward(states).reshape([shape.batch * shape.time, shape.vocab]);
+        let logits = model
+            .head
+            .forward(states)
+            .reshape([shape.batch * shape.time, shape.vocab]);
         let loss = loss_fn.forward(logits, targets.clone().reshape([shape.batch * shape.time]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
@@ -139,34 +157,84 @@ fn burn_nn_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let quick = args.iter().any(|a| a == "--quick");
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    let (steps, min_time) = if quick { (3, Duration::from_millis(300)) } else { (20, Duration::from_secs(3)) };
-    eprintln!("backend {}, {} steps and {:?} minimum per row", backend::NAME, steps, min_time);
+    let (steps, min_time) = if quick {
+        (3, Duration::from_millis(300))
+    } else {
+        (20, Duration::from_secs(3))
+    };
+    eprintln!(
+        "backend {}, {} steps and {:?} minimum per row",
+        backend::NAME,
+        steps,
+        min_time
+    );
 
     let mut rows = Vec::new();
     let shapes = [
-        ("train standard (B32 T64 H256 V65)", Shape { batch: 32, time: 64, hidden: 256, vocab: 65 }),
-        ("train large (B64 T128 H1024 V65)", Shape { batch: 64, time: 128, hidden: 1024, vocab: 65 }),
+        (
+            "train standard (B32 T64 H256 V65)",
+            Shape {
+                batch: 32,
+                time: 64,
+                hidden: 256,
+                vocab: 65,
+            },
+        ),
+        (
+            "train large (B64 T128 H1024 V65)",
+            Shape {
+                batch: 64,
+                time: 128,
+                hidden: 1024,
+                vocab: 65,
+            },
+        ),
     ];
     for (name, shape) in shapes {
         if !wanted(name) {
             continue;
         }
         let large = shape.hidden > 512;
-        let (steps, min_time) = if large { (steps.min(5), min_time / 3) } else { (steps, min_time) };
+        let (steps, min_time) = if large {
+            (steps.min(5), min_time / 3)
+        } else {
+            (steps, min_time)
+        };
         let tokens = (shape.batch * shape.time) as f64;
         let systems: [(&'static str, Box<dyn FnMut()>); 3] = [
-            ("unfold ElmanRnn (fused BPTT)", Box::new(unfold_step::<TrainBackend>(shape, false))),
-            ("unfold ElmanRnn (recorded per-step autodiff)", Box::new(unfold_step::<TrainBackend>(shape, true))),
-            ("burn-nn Rnn + Linear", Box::new(burn_nn_step::<TrainBackend>(shape))),
+            (
+                "unfold ElmanRnn (fused BPTT)",
+                Box::new(unfold_step::<TrainBackend>(shape, false)),
+            ),
+            (
+                "unfold ElmanRnn (recorded per-step autodiff)",
+                Box::new(unfold_step::<TrainBackend>(shape, true)),
+            ),
+            (
+                "burn-nn Rnn + Linear",
+                Box::new(burn_nn_step::<TrainBackend>(shape)),
+            ),
         ];
         for (system, mut step) in systems {
             let (ms, peak) = measure(2, steps, min_time, &mut step);
-            eprintln!("{name:<36} {system:<46} {ms:>9.1} ms/step {:>10.0} tokens/s {peak:>8.1} MiB", tokens / ms * 1e3);
-            rows.push(Row { workload: name.to_string(), system, ms_per_step: ms, tokens_per_s: tokens / ms * 1e3, peak_mib: peak });
+            eprintln!(
+                "{name:<36} {system:<46} {ms:>9.1} ms/step {:>10.0} tokens/s {peak:>8.1} MiB",
+                tokens / ms * 1e3
+            );
+            rows.push(Row {
+                workload: name.to_string(),
+                system,
+                ms_per_step: ms,
+                tokens_per_s: tokens / ms * 1e3,
+                peak_mib: peak,
+            });
         }
     }
 
@@ -180,16 +248,33 @@ fn main() {
             generate(&model, &prompts, &config, &device).unwrap();
         });
         let tokens = (32 * 256) as f64;
-        eprintln!("{name:<36} {:<46} {ms:>9.1} ms/run  {:>10.0} tokens/s {peak:>8.1} MiB", "unfold generate (batched)", tokens / ms * 1e3);
-        rows.push(Row { workload: name.to_string(), system: "unfold generate (batched)", ms_per_step: ms, tokens_per_s: tokens / ms * 1e3, peak_mib: peak });
+        eprintln!(
+            "{name:<36} {:<46} {ms:>9.1} ms/run  {:>10.0} tokens/s {peak:>8.1} MiB",
+            "unfold generate (batched)",
+            tokens / ms * 1e3
+        );
+        rows.push(Row {
+            workload: name.to_string(),
+            system: "unfold generate (batched)",
+            ms_per_step: ms,
+            tokens_per_s: tokens / ms * 1e3,
+            peak_mib: peak,
+        });
     }
 
     // The table, with each row's speed relative to burn-nn on the same workload.
     println!("| workload | system | ms/step | tokens/s | vs burn-nn | peak MiB |");
     println!("|---|---|---|---|---|---|");
     for row in &rows {
-        let baseline = rows.iter().find(|r| r.workload == row.workload && r.system.starts_with("burn-nn"));
-        let ratio = baseline.map_or("—".to_string(), |b| format!("{:.1}×", row.tokens_per_s / b.tokens_per_s));
-        println!("| {} | {} | {:.1} | {:.0} | {} | {:.1} |", row.workload, row.system, row.ms_per_step, row.tokens_per_s, ratio, row.peak_mib);
+        let baseline = rows
+            .iter()
+            .find(|r| r.workload == row.workload && r.system.starts_with("burn-nn"));
+        let ratio = baseline.map_or("—".to_string(), |b| {
+            format!("{:.1}×", row.tokens_per_s / b.tokens_per_s)
+        });
+        println!(
+            "| {} | {} | {:.1} | {:.0} | {} | {:.1} |",
+            row.workload, row.system, row.ms_per_step, row.tokens_per_s, ratio, row.peak_mib
+        );
     }
 }
