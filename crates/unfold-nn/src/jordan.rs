@@ -354,6 +354,28 @@ struct Parts<'a, B: Backend> {
 }
 
 impl<B: Backend> Parts<'_, B> {
+    /// The whole forward pass one step at a time, from a zero `h(0)` over full lengths: the
+    /// `try_forward_sequential` of both models.
+    fn forward_sequential(
+        &self,
+        input: SequenceInput<B>,
+        targets: Option<Tensor<B, 2, Int>>,
+        forcing: &Forcing,
+        input_size: usize,
+    ) -> Result<JordanOutput<B>> {
+        let targets = check_forward(&input, targets, forcing, input_size, self.classes())?;
+        let [batch, time] = input.batch_and_time();
+        let device = input.device();
+        let plan = StepPlan::new(batch, time, None, false, &device)?;
+        let h0 = Tensor::zeros([batch, self.hidden()], &device);
+        let (states, r) = self.sequential(input, targets.as_ref(), forcing, h0, &plan);
+        Ok(JordanOutput {
+            logits: self.readout(states.clone()),
+            states,
+            fed_back: (*forcing != Forcing::TeacherForced).then_some(r),
+        })
+    }
+
     fn classes(&self) -> usize {
         self.feedback.dims()[0]
     }
@@ -837,25 +859,8 @@ impl<B: Backend> JordanRnn<B> {
         targets: Option<Tensor<B, 2, Int>>,
         forcing: &Forcing,
     ) -> Result<JordanOutput<B>> {
-        let input = input.into();
-        let targets = check_forward(
-            &input,
-            targets,
-            forcing,
-            self.input_size(),
-            self.output_size(),
-        )?;
-        let [batch, time] = input.batch_and_time();
-        let device = input.device();
-        let parts = self.parts();
-        let plan = StepPlan::new(batch, time, None, false, &device)?;
-        let h0 = Tensor::zeros([batch, self.hidden_size()], &device);
-        let (states, r) = parts.sequential(input, targets.as_ref(), forcing, h0, &plan);
-        Ok(JordanOutput {
-            logits: parts.readout(states.clone()),
-            states,
-            fed_back: (*forcing != Forcing::TeacherForced).then_some(r),
-        })
+        self.parts()
+            .forward_sequential(input.into(), targets, forcing, self.input_size())
     }
 
     /// Width of `x(t)`.
@@ -1135,25 +1140,8 @@ impl<B: Backend> ElmanJordanRnn<B> {
         targets: Option<Tensor<B, 2, Int>>,
         forcing: &Forcing,
     ) -> Result<JordanOutput<B>> {
-        let input = input.into();
-        let targets = check_forward(
-            &input,
-            targets,
-            forcing,
-            self.input_size(),
-            self.output_size(),
-        )?;
-        let [batch, time] = input.batch_and_time();
-        let device = input.device();
-        let parts = self.parts();
-        let plan = StepPlan::new(batch, time, None, false, &device)?;
-        let h0 = Tensor::zeros([batch, self.hidden_size()], &device);
-        let (states, r) = parts.sequential(input, targets.as_ref(), forcing, h0, &plan);
-        Ok(JordanOutput {
-            logits: parts.readout(states.clone()),
-            states,
-            fed_back: (*forcing != Forcing::TeacherForced).then_some(r),
-        })
+        self.parts()
+            .forward_sequential(input.into(), targets, forcing, self.input_size())
     }
 
     /// Width of `x(t)`.
