@@ -155,7 +155,7 @@ fn run(args: Args) -> Result<()> {
     };
     let vocab = corpus.vocab().clone();
     let (train_ids, val_ids) = corpus.split(0.9)?;
-    let device = backend::device();
+    let device = backend::open()?;
     TrainBackend::seed(&device, common.seed);
 
     let config = ElmanRnnConfig::new(vocab.len(), common.hidden, vocab.len());
@@ -390,7 +390,7 @@ fn sample_saved(
             ),
         });
     }
-    let device = backend::device();
+    let device = backend::open()?;
     let blank: ElmanRnn<Backend> = config.try_init(&device)?;
     let model = output::load_model(&from.join(output::MODEL_FILE), &blank, &device)?;
     let prompt = prompt.map_or_else(|| default_prompt(&vocab), str::to_string);

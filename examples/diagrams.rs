@@ -75,7 +75,7 @@ fn run(args: &Args) -> Result<()> {
     let writer = DiagramWriter::new(out.path());
     // The custom cell: any `Recurrence`, drawn with the names its user gives it. An Elman cell
     // stands in for it here; the drawing reads its widths through the trait.
-    let device = backend::device();
+    let device = backend::open()?;
     let cell = ElmanCellConfig::new(8, 16).init::<Backend>(&device);
     let topologies = [
         Topology::HiddenToHidden,
@@ -128,7 +128,7 @@ fn char_lm_views(dir: &Path, out: &Path, args: &Args) -> Result<Vec<PathBuf>> {
         .map_err(|e| bad_file(&dir.join("config.json"), e))?;
     let vocab: Vocab = serde_json::from_value(read_json(&dir.join("vocab.json"))?)
         .map_err(|e| bad_file(&dir.join("vocab.json"), e))?;
-    let device = backend::device();
+    let device = backend::try_device()?;
     let model_path = dir.join(MODEL_FILE);
     let model: ElmanRnn<Backend> = config
         .try_init::<Backend>(&device)?

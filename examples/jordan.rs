@@ -25,6 +25,7 @@
 //! Writes `config.json`, `model.mpk` (the teacher-forced running-sum model for `sum`) and
 //! `metrics.json` to `--out`; the last line of stdout is the metrics JSON.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module};
@@ -46,6 +47,7 @@ use unfold::nn::jordan::{
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Error, Reduction, Result, UnrollOptions};
 use unfold::output::RunDir;
+use unfold::viz::{write_loss_curves, LossHistory};
 
 type Device = backend::Device;
 
@@ -175,11 +177,11 @@ fn run(args: Args) -> Result<()> {
         "config.json",
         &serde_json::json!({ "model": model, "args": args }),
     )?;
-    let device = backend::device();
+    let device = backend::open()?;
     TrainBackend::seed(&device, args.common.seed);
     let metrics = match args.task {
         Task::Sum => task_sum(&args, &out, &device)?,
-        Task::Xor => task_xor(&args, &device)?,
+        Task::Xor => task_xor(&args, &out, &device)?,
         Task::Bench => task_bench(&args, &device)?,
     };
     let mut metrics = metrics;
@@ -394,6 +396,16 @@ fn accuracy_by_position(predicted: &[Vec<usize>], targets: &[Vec<usize>]) -> Vec
         .collect()
 }
 
+/// `<out>/curves/<label as a file name>/`: where one training run's loss curves go.
+fn curves_dir(out: &Path, label: &str) -> PathBuf {
+    let slug: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let slug = slug.split('-').filter(|part| !part.is_empty()).collect::<Vec<_>>().join("-");
+    out.join("curves").join(slug)
+}
+
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
@@ -512,19 +524,25 @@ impl Trainee for ElmanJordanRnn<TrainBackend> {
 }
 
 /// Trains `model` on fresh batches from `data(step)`, with teacher forcing, or with scheduled
-/// sampling when `scheduled` is given. Calls `eval` every `--eval-every` steps and at the end.
+/// sampling when `scheduled` is given. Calls `eval` every `--eval-every` steps and at the end;
+/// it returns the validation loss, if it computes one. Every step's training loss and every
+/// validation loss go to `curves` (`loss.csv` + `loss.svg`, rewritten at each evaluation)
+/// when a directory is given.
 /// Returns the model, the mean training loss since the last evaluation, and the training
 /// throughput in tokens per second (evaluation time excluded).
+#[allow(clippy::too_many_arguments)]
 fn train<M: Trainee>(
     mut model: M,
     args: &Args,
     label: &str,
     steps: usize,
     scheduled: Option<(TeacherSchedule, Feedback)>,
+    curves: Option<&Path>,
     mut data: impl FnMut(usize) -> (Tensor<TrainBackend, 2, Int>, Tensor<TrainBackend, 2, Int>),
-    mut eval: impl FnMut(usize, f64, &M, &ProgressBar) -> Result<()>,
+    mut eval: impl FnMut(usize, f64, &M, &ProgressBar) -> Result<Option<f64>>,
 ) -> Result<(M, f64, f64)> {
     let mut optimizer = AdamConfig::new().init::<TrainBackend, M>();
+    let mut history = LossHistory::new();
     let bar = progress(steps, label);
     let mut recent = Vec::new();
     let mut train_loss = f64::NAN;
@@ -555,13 +573,24 @@ fn train<M: Trainee>(
             });
         }
         recent.push(value);
+        history.push_train(step, value);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(args.common.lr, model, grads);
         if step % args.eval_every == 0 || step == steps {
             train_loss = mean(&recent);
             recent.clear();
             let eval_started = Instant::now();
-            eval(step, train_loss, &model, &bar)?;
+            if let Some(val_loss) = eval(step, train_loss, &model, &bar)? {
+                history.push_val(step, val_loss);
+            }
+            if let Some(dir) = curves {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                    action: "creating",
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?;
+                write_loss_curves(dir, &history)?;
+            }
             eval_time += eval_started.elapsed();
         }
         let epsilon = match &forcing {
@@ -752,6 +781,7 @@ fn task_sum(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
             &training,
             common.steps,
             scheduled,
+            Some(&curves_dir(out.path(), &format!("sum {training}"))),
             |_| running_sums(common.batch, common.seq_len, &mut data_rng).tensors(device),
             |step, train_loss, model, bar| {
                 let eval = evaluate_sum(model, &sets, free, step, train_loss, device)?;
@@ -760,8 +790,9 @@ fn task_sum(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
                     header_said = true;
                 }
                 say(bar, sum_line(&training, &eval));
+                let val_loss = eval.val_loss;
                 history.push(eval);
-                Ok(())
+                Ok(Some(val_loss))
             },
         )?;
         if results.is_empty() {
@@ -781,7 +812,7 @@ fn task_sum(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
     }
 
     let corpus = if args.corpus_steps > 0 {
-        Some(corpus_comparison(args, device)?)
+        Some(corpus_comparison(args, out, device)?)
     } else {
         None
     };
@@ -802,7 +833,7 @@ fn task_sum(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
 }
 
 /// The output-to-hidden and hidden-to-hidden models on the corpus, same size and steps.
-fn corpus_comparison(args: &Args, device: &Device) -> Result<serde_json::Value> {
+fn corpus_comparison(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Value> {
     let common = &args.common;
     let corpus = match &common.corpus {
         Some(path) => Corpus::from_file(path)?,
@@ -841,6 +872,7 @@ fn corpus_comparison(args: &Args, device: &Device) -> Result<serde_json::Value> 
         val_batches: &val_batches,
         vocab: &vocab,
         prompt: &prompt,
+        out,
         device,
     };
     let rows = vec![
@@ -876,6 +908,7 @@ struct CorpusRun<'a> {
     val_batches: &'a [TokenBatch<Backend>],
     vocab: &'a unfold::data::Vocab,
     prompt: &'a [usize],
+    out: &'a RunDir,
     device: &'a Device,
 }
 
@@ -907,6 +940,7 @@ impl CorpusRun<'_> {
             name,
             args.corpus_steps,
             None,
+            Some(&curves_dir(self.out.path(), &format!("corpus {name}"))),
             |_| {
                 let TokenBatch { inputs, targets } = sampler.next_batch::<TrainBackend>(device);
                 (inputs, targets)
@@ -928,7 +962,7 @@ impl CorpusRun<'_> {
                         "{name:>18} step {step:>5}  train {train_loss:.3}  val {val_loss:.3} nats/char"
                     ),
                 );
-                Ok(())
+                Ok(Some(val_loss))
             },
         )?;
         let config = GenerateConfig::new(120)
@@ -955,7 +989,7 @@ impl CorpusRun<'_> {
 // Task xor: the seed's claim.
 // ---------------------------------------------------------------------------------------------
 
-fn task_xor(args: &Args, device: &Device) -> Result<serde_json::Value> {
+fn task_xor(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Value> {
     let common = &args.common;
     // Whole triples, so that every sequence starts at a triple boundary.
     let len = common.seq_len.div_ceil(3) * 3;
@@ -983,6 +1017,7 @@ fn task_xor(args: &Args, device: &Device) -> Result<serde_json::Value> {
                 make,
                 val: &val,
                 len,
+                out,
                 device,
             };
             let h = common.hidden;
@@ -1067,6 +1102,7 @@ struct XorRun<'a> {
     make: Maker,
     val: &'a Sequences,
     len: usize,
+    out: &'a RunDir,
     device: &'a Device,
 }
 
@@ -1074,12 +1110,16 @@ impl XorRun<'_> {
     fn train<M: Trainee>(&self, model: M) -> Result<serde_json::Value> {
         let (common, device, task, name) = (&self.args.common, self.device, self.task, M::NAME);
         let mut data_rng = StdRng::seed_from_u64(self.seed.wrapping_add(2));
+        // Curves of the first seed's runs (the others differ only by seed).
+        let curves = (self.seed == common.seed)
+            .then(|| curves_dir(self.out.path(), &format!("{task} {name}")));
         let (model, train_loss, _) = train(
             model,
             self.args,
             name,
             common.steps,
             None,
+            curves.as_deref(),
             |_| (self.make)(common.batch, self.len, &mut data_rng).tensors(device),
             |step, train_loss, _, bar| {
                 say(
@@ -1089,7 +1129,7 @@ impl XorRun<'_> {
                         self.seed
                     ),
                 );
-                Ok(())
+                Ok(None)
             },
         )?;
         let (x, y) = self.val.tensors::<Backend>(device);
@@ -1151,9 +1191,10 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
     let mut rng = StdRng::seed_from_u64(common.seed);
     let mut rows = Vec::new();
     eprintln!(
-        "{:>6} | {:>13} | {:>15} | {:>8}",
-        "T", "parallel ms", "step loop ms", "speed-up"
+        "{:>6} | {:>13} | {:>15} | {:>8} | {:>13} | {:>14}",
+        "T", "parallel ms", "step loop ms", "speed-up", "shared ms", "rest speed-up"
     );
+    eprintln!("(shared: the readout and loss, forward and backward, which both passes run alike)");
     for &time in &args.bench_lens {
         let random = |rng: &mut StdRng| -> Vec<Vec<usize>> {
             (0..common.batch)
@@ -1162,10 +1203,22 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
         };
         let x = ids_tensor::<TrainBackend>(&random(&mut rng), device);
         let y = ids_tensor::<TrainBackend>(&random(&mut rng), device);
+        // The work both passes share, timed alone: the readout and the loss, forward and
+        // backward, from fixed states (what running in parallel cannot remove).
+        let states = model
+            .try_forward(x.clone(), Some(y.clone()), &Forcing::TeacherForced)?
+            .states
+            .detach()
+            .require_grad();
+        let shared = median_ms(args.bench_reps, || {
+            let logits = model.readout.forward(states.clone());
+            let loss = sequence_nll(logits, y.clone(), None, Reduction::MeanPerToken);
+            let grads = loss.backward();
+            let _ = states.grad(&grads).map(|g| g.sum().into_scalar());
+            Ok(())
+        })?;
         let time_it = |sequential: bool| -> Result<f64> {
-            let mut times = Vec::new();
-            for rep in 0..=args.bench_reps {
-                let started = Instant::now();
+            median_ms(args.bench_reps, || {
                 let output = if sequential {
                     model.try_forward_sequential(
                         x.clone(),
@@ -1179,24 +1232,23 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
                 let grads = loss.backward();
                 // Read one gradient back so that lazy backends finish the work.
                 let _ = model.w.grad(&grads).map(|g| g.sum().into_scalar());
-                if rep > 0 {
-                    times.push(started.elapsed().as_secs_f64() * 1e3); // rep 0 warms up
-                }
-            }
-            times.sort_by(f64::total_cmp);
-            Ok(times[times.len() / 2])
+                Ok(())
+            })
         };
         let parallel = time_it(false)?;
         let sequential = time_it(true)?;
         eprintln!(
-            "{time:>6} | {parallel:>13.2} | {sequential:>15.2} | {:>7.1}x",
-            sequential / parallel
+            "{time:>6} | {parallel:>13.2} | {sequential:>15.2} | {:>7.1}x | {shared:>13.2} | {:>13.1}x",
+            sequential / parallel,
+            (sequential - shared) / (parallel - shared)
         );
         rows.push(serde_json::json!({
             "time": time,
             "parallel_ms": parallel,
             "sequential_ms": sequential,
             "speedup": sequential / parallel,
+            "shared_ms": shared,
+            "recurrent_part_speedup": (sequential - shared) / (parallel - shared),
             "parallel_tokens_per_s": (common.batch * time) as f64 / parallel * 1e3,
         }));
     }
@@ -1207,4 +1259,17 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
         "classes": classes,
         "results": rows,
     }))
+}
+
+/// Median wall time of `reps` runs of `work`, in milliseconds, after one warm-up run.
+fn median_ms(reps: usize, mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    work()?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let started = Instant::now();
+        work()?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }

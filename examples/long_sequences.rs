@@ -127,7 +127,7 @@ fn train_over(
     k: usize,
     args: &Args,
 ) -> Result<usize> {
-    let device = backend::device();
+    let device = backend::try_device()?;
     let mut optimizer = AdamConfig::new().init();
     let mut model = model;
     // Exactly `batch` streams of `length` tokens, read in chunks of `k`.
@@ -161,7 +161,7 @@ fn run(args: Args) -> Result<()> {
         None => Corpus::tiny_shakespeare(),
     };
     let vocab = corpus.vocab().len();
-    let device = backend::device();
+    let device = backend::open()?;
     TrainBackend::seed(&device, common.seed);
     let config = ElmanRnnConfig::new(vocab, common.hidden, vocab);
     let model: ElmanRnn<TrainBackend> = config.try_init(&device)?;

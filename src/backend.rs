@@ -64,6 +64,14 @@ pub fn try_device() -> Result<Device> {
     Ok(Default::default())
 }
 
+/// [`try_device`], after saying on stderr what the run uses (`device: ` and [`describe`]):
+/// what every example calls first.
+pub fn open() -> Result<Device> {
+    let device = try_device()?;
+    eprintln!("device: {}", describe());
+    Ok(device)
+}
+
 /// [`try_device`], panicking with its error message.
 pub fn device() -> Device {
     try_device().unwrap_or_else(|e| panic!("{e}"))
