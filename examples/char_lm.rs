@@ -63,6 +63,10 @@ struct Args {
     /// Continue the run saved in --out (its checkpoint/) up to --steps.
     #[arg(long)]
     resume: bool,
+    /// Skip a step whose loss is NaN or infinite instead of stopping (the default stops, keeping
+    /// the last checkpoint).
+    #[arg(long)]
+    skip_nonfinite: bool,
     #[command(subcommand)]
     #[serde(skip)]
     command: Option<Command>,
@@ -217,23 +221,27 @@ fn run(args: Args) -> Result<()> {
     let mut eval_time = std::time::Duration::ZERO; // kept out of the training throughput
     let train_started = Instant::now();
     progress.set_position(first_step as u64 - 1);
+    let mut guard = output::NonFiniteGuard::new(args.skip_nonfinite);
+    if first_step > 1 {
+        guard.saved(first_step - 1); // the checkpoint resumed from
+    }
     for step in first_step..=common.steps {
         let TokenBatch { inputs, targets } = sampler.next_batch::<TrainBackend>(&device);
         let output = model.try_forward(inputs, &UnrollOptions::new())?;
         let loss = sequence_nll(output.logits, targets, None, Reduction::MeanPerToken);
         let loss_value = loss.clone().into_scalar() as f64;
-        if !loss_value.is_finite() {
-            progress.abandon();
-            return Err(unfold::nn::Error::NonFinite {
-                arg: "training loss (lower --lr?)",
-            });
+        // Stops before the step is applied (nothing saved after it), or skips it.
+        if guard
+            .check_loss(step, loss_value)
+            .inspect_err(|_| progress.abandon())?
+        {
+            recent.push(loss_value);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if args.clip > 0.0 {
+                grads = clip_global_norm(&model, grads, args.clip)?.0;
+            }
+            model = optimizer.step(common.lr, model, grads);
         }
-        recent.push(loss_value);
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        if args.clip > 0.0 {
-            grads = clip_global_norm(&model, grads, args.clip)?.0;
-        }
-        model = optimizer.step(common.lr, model, grads);
 
         if step % args.eval_every == 0 || step == common.steps {
             train_loss = recent.iter().sum::<f64>() / recent.len() as f64;
@@ -252,7 +260,10 @@ fn run(args: Args) -> Result<()> {
                 model_config: model_config.clone(),
                 history: history.clone(),
             };
+            guard.check_validation(step, val_loss)?;
+            guard.check_before_saving(step, &model)?;
             out.save_checkpoint(&model, optimizer.to_record(), &state)?;
+            guard.saved(step);
             write_curves(&out, &history)?;
             eval_time += eval_started.elapsed();
             let line = format!("step {step:>6}  train {train_loss:.3}  val {val_loss:.3} nats/char  {:.3} bits/char", bits_per_token(val_loss));

@@ -46,7 +46,7 @@ use unfold::nn::jordan::{
 };
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Error, Reduction, Result, UnrollOptions};
-use unfold::output::RunDir;
+use unfold::output::{NonFiniteGuard, RunDir};
 use unfold::viz::{write_loss_curves, LossHistory};
 
 type Device = backend::Device;
@@ -63,6 +63,9 @@ struct Args {
     /// Evaluate every this many steps.
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
+    /// Skip a step whose loss is NaN or infinite instead of stopping the run.
+    #[arg(long)]
+    skip_nonfinite: bool,
     /// Held-out sequences per evaluation set.
     #[arg(long, default_value_t = 500)]
     eval_sequences: usize,
@@ -400,9 +403,19 @@ fn accuracy_by_position(predicted: &[Vec<usize>], targets: &[Vec<usize>]) -> Vec
 fn curves_dir(out: &Path, label: &str) -> PathBuf {
     let slug: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let slug = slug.split('-').filter(|part| !part.is_empty()).collect::<Vec<_>>().join("-");
+    let slug = slug
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
     out.join("curves").join(slug)
 }
 
@@ -549,6 +562,7 @@ fn train<M: Trainee>(
     let mut tokens = 0usize;
     let mut eval_time = Duration::ZERO;
     let started = Instant::now();
+    let mut guard = NonFiniteGuard::new(args.skip_nonfinite);
     for step in 1..=steps {
         let (x, y) = data(step);
         tokens += x.dims()[0] * x.dims()[1];
@@ -566,16 +580,16 @@ fn train<M: Trainee>(
         let logits = model.train_logits(x, y.clone(), &forcing)?;
         let loss = sequence_nll(logits, y, None, Reduction::MeanPerToken);
         let value = loss.clone().into_scalar() as f64;
-        if !value.is_finite() {
-            bar.abandon();
-            return Err(Error::NonFinite {
-                arg: "training loss (lower --lr?)",
-            });
+        // Stops before the step is applied, or skips it (--skip-nonfinite).
+        if guard
+            .check_loss(step, value)
+            .inspect_err(|_| bar.abandon())?
+        {
+            recent.push(value);
+            history.push_train(step, value);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(args.common.lr, model, grads);
         }
-        recent.push(value);
-        history.push_train(step, value);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(args.common.lr, model, grads);
         if step % args.eval_every == 0 || step == steps {
             train_loss = mean(&recent);
             recent.clear();

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Record};
-use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, Record};
+use burn::tensor::{backend::Backend, Bool, ElementConversion, Int, Tensor};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::nn::{Error, Result};
@@ -84,6 +84,25 @@ pub fn load_model<B: Backend, M: Module<B>>(
     device: &B::Device,
 ) -> Result<M> {
     let record = load_record::<B, M::Record>(path, device)?;
+    // Burn drops what the module has no place for (an `Option` parameter that is `None` in
+    // the model, such as a bias left out by the config) without a word: encode the record
+    // before and after loading it, and refuse the file if anything was left behind.
+    let bytes_recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+    let encode = |record: M::Record| {
+        <NamedMpkBytesRecorder<FullPrecisionSettings> as burn::record::Recorder<B>>::record(
+            &bytes_recorder,
+            record,
+            (),
+        )
+        .expect("a loaded record encodes again")
+    };
+    let in_file = encode(record);
+    let record = <NamedMpkBytesRecorder<FullPrecisionSettings> as burn::record::Recorder<B>>::load(
+        &bytes_recorder,
+        in_file.clone(),
+        device,
+    )
+    .expect("a record decodes from its own encoding");
     let loaded = model.clone().load_record(record);
     let (expected, got) = (shapes::<B, M>(model), shapes::<B, M>(&loaded));
     if expected != got {
@@ -104,6 +123,20 @@ pub fn load_model<B: Backend, M: Module<B>>(
                 "parameter {index} has shape {have}, the model expects {want} (a record of \
                  another model or config?)"
             ),
+        });
+    }
+    if !parameters_are_finite::<B, M>(&loaded) {
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            problem: "holds NaN or infinite parameters (saved from a diverged run?)".into(),
+        });
+    }
+    if encode(loaded.clone().into_record()) != in_file {
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            problem: "holds parameters the model does not have (a record of another model or \
+                      config, e.g. one with biases loaded into one without?)"
+                .into(),
         });
     }
     Ok(loaded)
@@ -131,12 +164,39 @@ fn load_record<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Res
         Ok(Ok(record)) => Ok(record),
         Ok(Err(e)) => Err(Error::BadFile {
             path: path.to_path_buf(),
-            problem: format!("not a readable record of this model ({e})"),
+            problem: describe_record_error(e),
         }),
         Err(_) => Err(Error::BadFile {
             path: path.to_path_buf(),
             problem: "corrupt record (decoding it failed)".into(),
         }),
+    }
+}
+
+/// Burn's decoding error in words: truncated, another model's, or corrupt. (Burn adds a note
+/// about its pre-0.14 format to every decoding error, which misleads here: it is dropped.)
+fn describe_record_error(error: burn::record::RecorderError) -> String {
+    use burn::record::RecorderError::{DeserializeError, FileNotFound, Unknown};
+    let (FileNotFound(text) | DeserializeError(text) | Unknown(text)) = error;
+    let detail = text
+        .lines()
+        .map(str::trim)
+        .find(|line| {
+            !line.is_empty()
+                && !line.starts_with("Unable to load record")
+                && !line.starts_with("The internal data format")
+        })
+        .unwrap_or("")
+        .trim_start_matches("Error: ")
+        .trim_start_matches("Unknown(\"")
+        .trim_end_matches("\")")
+        .to_string();
+    if detail.contains("UnexpectedEof") {
+        format!("truncated: the record ends early ({detail})")
+    } else if detail.contains("missing field") || detail.contains("unknown field") {
+        format!("not a record of this model: {detail} (a record of another model?)")
+    } else {
+        format!("corrupt: not a readable record ({detail})")
     }
 }
 
@@ -147,10 +207,23 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::BadFile {
+    let bad = |problem| Error::BadFile {
         path: path.to_path_buf(),
-        problem: format!("not the expected JSON ({e})"),
-    })
+        problem,
+    };
+    let mut json = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        bad(match field.as_str() {
+            // `.` is the document itself: a missing field, bad syntax, a truncated file.
+            "." => format!("not the expected JSON ({inner})"),
+            _ => format!("not the expected JSON: field `{field}`: {inner}"),
+        })
+    })?;
+    json.end()
+        .map_err(|e| bad(format!("not the expected JSON ({e})")))?;
+    Ok(value)
 }
 
 /// Writes `bytes` to `path` and flushes them to disk.
@@ -362,6 +435,161 @@ pub struct LoopState<H> {
     pub model_config: serde_json::Value,
     /// The history logged so far (e.g. the evaluations).
     pub history: H,
+}
+
+/// Whether every parameter of `module` is finite (one device read per parameter tensor).
+struct AllFinite(bool);
+
+impl<B: Backend> ModuleVisitor<B> for AllFinite {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.0 {
+            self.0 = param.val().is_finite().all().into_scalar().elem::<bool>();
+        }
+    }
+}
+
+/// Whether every float parameter of `module` is finite.
+pub fn parameters_are_finite<B: Backend, M: Module<B>>(module: &M) -> bool {
+    let mut finite = AllFinite(true);
+    module.visit(&mut finite);
+    finite.0
+}
+
+/// What a training loop does about a step whose loss is NaN or infinite: stop with an
+/// [`Error::Diverged`] before the step is applied (the default), or, with `skip`, drop the step
+/// and go on (`--skip-nonfinite`). Either way nothing non-finite reaches a checkpoint:
+/// [`check_before_saving`](Self::check_before_saving) refuses to save parameters that are.
+///
+/// ```text
+/// let loss_value = loss.clone().into_scalar() as f64;
+/// if !guard.check_loss(step, loss_value)? { continue; }   // skipped
+/// ... backward, optimizer step ...
+/// guard.check_before_saving(step, &model)?;  out.save_checkpoint(...)?;  guard.saved(step);
+/// ```
+#[derive(Debug, Clone)]
+pub struct NonFiniteGuard {
+    skip: bool,
+    /// Skipped steps in a row; too many means the parameters themselves are gone.
+    consecutive: usize,
+    skipped: Vec<usize>,
+    last_saved: Option<usize>,
+}
+
+impl NonFiniteGuard {
+    /// With `skip`, this many non-finite steps in a row still stop the run: the parameters are
+    /// then most likely non-finite themselves, and no batch will ever give a finite loss.
+    pub const MAX_CONSECUTIVE_SKIPS: usize = 10;
+
+    /// A guard that stops at the first non-finite loss, or skips such steps when `skip`.
+    pub fn new(skip: bool) -> Self {
+        Self {
+            skip,
+            consecutive: 0,
+            skipped: Vec::new(),
+            last_saved: None,
+        }
+    }
+
+    /// Records that a checkpoint of step `step` was saved (named in the error message).
+    pub fn saved(&mut self, step: usize) {
+        self.last_saved = Some(step);
+    }
+
+    /// The steps skipped so far.
+    pub fn skipped(&self) -> &[usize] {
+        &self.skipped
+    }
+
+    /// Checks step `step`'s training loss before its gradients are applied: `Ok(true)` to
+    /// apply the step, `Ok(false)` to skip it (with `skip`, printing a note to stderr).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Diverged`] when `loss` is NaN or infinite and the guard does not skip (or has
+    /// skipped [`MAX_CONSECUTIVE_SKIPS`](Self::MAX_CONSECUTIVE_SKIPS) steps in a row).
+    pub fn check_loss(&mut self, step: usize, loss: f64) -> Result<bool> {
+        if loss.is_finite() {
+            self.consecutive = 0;
+            return Ok(true);
+        }
+        if self.skip && self.consecutive + 1 < Self::MAX_CONSECUTIVE_SKIPS {
+            self.consecutive += 1;
+            self.skipped.push(step);
+            eprintln!("training loss at step {step} is {loss}: step skipped (--skip-nonfinite)");
+            return Ok(false);
+        }
+        let (stopped, advice) = if self.skip {
+            (
+                format!(
+                    "stopped after {} non-finite steps in a row (the parameters themselves are \
+                     probably not finite)",
+                    Self::MAX_CONSECUTIVE_SKIPS
+                ),
+                "lower --lr",
+            )
+        } else {
+            (
+                "stopped before applying the step".to_string(),
+                "lower --lr, or pass --skip-nonfinite to skip such steps",
+            )
+        };
+        Err(Error::Diverged {
+            what: "training loss",
+            step,
+            value: loss,
+            action: format!("{stopped}; {}; {advice}", self.kept()),
+        })
+    }
+
+    /// Checks that every parameter of `model` is finite before it is saved at step `step`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Diverged`] (`what` = "a parameter") if one is not: the save must not happen.
+    pub fn check_before_saving<B: Backend, M: Module<B>>(
+        &self,
+        step: usize,
+        model: &M,
+    ) -> Result<()> {
+        if parameters_are_finite::<B, M>(model) {
+            return Ok(());
+        }
+        Err(Error::Diverged {
+            what: "a parameter",
+            step,
+            value: f64::NAN,
+            action: format!(
+                "not saved; {}; lower --lr (or clip the gradient)",
+                self.kept()
+            ),
+        })
+    }
+
+    /// Checks an evaluation's loss (e.g. the validation loss) before the checkpoint of step
+    /// `step` is saved: parameters finite but so large that the evaluation overflows are as
+    /// lost as NaN ones.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Diverged`] (`what` = "validation loss") if `loss` is NaN or infinite.
+    pub fn check_validation(&self, step: usize, loss: f64) -> Result<()> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        Err(Error::Diverged {
+            what: "validation loss",
+            step,
+            value: loss,
+            action: format!("not saved; {}; lower --lr", self.kept()),
+        })
+    }
+
+    fn kept(&self) -> String {
+        match self.last_saved {
+            Some(step) => format!("the last checkpoint (step {step}) is kept"),
+            None => "no checkpoint was saved in this run".to_string(),
+        }
+    }
 }
 
 /// Prints `metrics` as the run's last line, one JSON object, after writing it to

@@ -41,7 +41,7 @@ impl TryFrom<VocabRecord> for Vocab {
                 ),
             });
         }
-        Self::check_size(UNNAMED, chars.len())?;
+        Self::check_size("<deserialized vocabulary>", &chars)?;
         Ok(Self { chars })
     }
 }
@@ -81,17 +81,18 @@ impl Vocab {
             .map(char::from)
             .chain(others)
             .collect();
-        Self::check_size(name, chars.len())?;
+        Self::check_size(name, &chars)?;
         Ok(Self { chars })
     }
 
-    fn check_size(name: &str, distinct: usize) -> Result<()> {
-        if distinct < 2 {
+    fn check_size(name: &str, chars: &[char]) -> Result<()> {
+        if chars.len() < 2 {
             return Err(Error::Corpus {
                 name: name.to_string(),
                 problem: format!(
-                    "the text has {distinct} distinct character(s); at least 2 are needed, \
-                     otherwise there is nothing to predict"
+                    "the text has {} distinct character(s) {chars:?}; at least 2 are needed, \
+                     otherwise there is nothing to predict",
+                    chars.len()
                 ),
             });
         }

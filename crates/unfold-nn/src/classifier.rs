@@ -148,6 +148,7 @@ impl SequenceEncoderConfig {
 
     /// Checks the sizes, then builds an Elman-based [`SequenceEncoder`] on `device`.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SequenceEncoder<B>> {
+        crate::error::check_initializer(&self.initializer)?;
         self.try_init_with(|input_size, hidden_size| {
             ElmanCellConfig::new(input_size, hidden_size)
                 .with_bias(self.bias)
@@ -452,6 +453,7 @@ impl SequenceClassifierConfig {
         make_cell: impl FnMut(usize, usize) -> C,
     ) -> Result<SequenceClassifier<B, C>> {
         check_sizes(&[("output_size", self.output_size)])?;
+        crate::error::check_initializer(&self.initializer)?;
         let encoder = self.encoder().try_init_with(make_cell)?;
         self.with_encoder(encoder, device)
     }

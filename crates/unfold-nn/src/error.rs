@@ -121,6 +121,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Training diverged: a step's loss (or a model's parameters) became NaN or infinite.
+    #[error("{what} at step {step} is {value}: {action}")]
+    Diverged {
+        /// What is not finite ("training loss", "parameters", ...).
+        what: &'static str,
+        /// The training step.
+        step: usize,
+        /// The value found (NaN or ±inf).
+        value: f64,
+        /// What was done about it and what to try, in words.
+        action: String,
+    },
     /// A file that was read but cannot be used: corrupt, truncated, or written for another
     /// model (wrong names or shapes). Nothing was loaded from it.
     #[error("{path}: {problem}")]
@@ -161,5 +173,36 @@ pub fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<()> {
     match sizes.iter().find(|(_, size)| *size == 0) {
         Some((field, size)) => Err(Error::config(field, size, "must be at least 1")),
         None => Ok(()),
+    }
+}
+
+/// Checks that `initializer` can draw: Burn hands its numbers to `rand`, which panics on an
+/// empty or non-finite range or a negative standard deviation (e.g. from a `config.json`).
+pub fn check_initializer(initializer: &burn::module::Initializer) -> Result<()> {
+    use burn::module::Initializer::*;
+    let bad = |reason: &str| {
+        Err(Error::config(
+            "initializer",
+            format!("{initializer:?}"),
+            reason,
+        ))
+    };
+    match *initializer {
+        Constant { value } if !value.is_finite() => bad("the constant must be finite"),
+        Uniform { min, max } if !(min < max && (max - min).is_finite()) => {
+            bad("needs finite bounds with min < max")
+        }
+        Normal { mean, std } if !(mean.is_finite() && std.is_finite() && std >= 0.0) => {
+            bad("needs a finite mean and a finite standard deviation ≥ 0")
+        }
+        KaimingUniform { gain, .. }
+        | KaimingNormal { gain, .. }
+        | XavierUniform { gain }
+        | XavierNormal { gain }
+            if !(gain.is_finite() && gain > 0.0) =>
+        {
+            bad("the gain must be a positive, finite number")
+        }
+        _ => Ok(()),
     }
 }

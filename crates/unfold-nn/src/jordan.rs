@@ -739,6 +739,7 @@ impl JordanRnnConfig {
             ("hidden_size", self.hidden_size),
             ("output_size", self.output_size),
         ])?;
+        crate::error::check_initializer(&self.initializer)?;
         let readout = ReadoutConfig::new(self.hidden_size, self.output_size)
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone())
@@ -995,6 +996,7 @@ impl ElmanJordanRnnConfig {
             ("hidden_size", self.hidden_size),
             ("output_size", self.output_size),
         ])?;
+        crate::error::check_initializer(&self.initializer)?;
         let cell = ElmanCellConfig::new(self.input_size, self.hidden_size)
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone())

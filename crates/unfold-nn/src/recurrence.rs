@@ -76,13 +76,13 @@ impl<B: Backend> SequenceInput<B> {
         if batch == 0 {
             return Err(Error::Empty {
                 arg,
-                what: "the batch has no sequences".into(),
+                what: format!("the batch has no sequences ([batch, time] = [{batch}, {time}])"),
             });
         }
         if time == 0 {
             return Err(Error::Empty {
                 arg,
-                what: "the sequences have zero length".into(),
+                what: format!("the sequences have zero length ([batch, time] = [{batch}, {time}])"),
             });
         }
         match self {
@@ -145,6 +145,13 @@ pub trait Recurrence<B: Backend> {
     /// All steps of the sequence: returns every state `[batch, time, state_size]` (index `t`
     /// holds `h(t)`) and the last one. The default loops [`step`](Recurrence::step) through
     /// [`scan`]; a cell with a fused kernel overrides this, and nothing else changes.
+    ///
+    /// Cost of the default: each step reads its row of `drive` with a slice, and Burn 0.21's
+    /// autodiff gives every slice of a tracked tensor a full-size `[batch, time, ·]` gradient
+    /// in the backward pass, so when `drive` carries gradients (a learned `U`) the backward
+    /// pass does `time²` work. Fine for the lengths of ordinary training; for thousands of
+    /// steps, override `scan` with one fused operation as [`ElmanCell`](crate::ElmanCell)
+    /// does, or compute the input projection inside `step` from an untracked `drive`.
     fn scan(&self, drive: Tensor<B, 3>, h0: Tensor<B, 2>, plan: &StepPlan<B>) -> Unrolled<B> {
         scan(h0, plan, |t, h| self.step(h, drive_at(&drive, t)))
     }
@@ -232,6 +239,12 @@ impl<B: Backend> UnrollOptions<B> {
                         format!("[{batch}, {state_size}]"),
                         &h0.dims(),
                     ));
+                }
+                // A NaN state would poison every later step as surely as a NaN input.
+                if !h0.clone().is_finite().all().into_scalar().elem::<bool>() {
+                    return Err(Error::NonFinite {
+                        arg: "initial_state",
+                    });
                 }
                 Ok(h0.clone())
             }
