@@ -27,17 +27,43 @@
 //! same readout with one output and a mean-squared-error loss; the result is reported beside
 //! the trivial baseline of always predicting 1 (the mean of the target: MSE `1/6`).
 //!
-//! Writes `config.json`, `model.mpk`, `vocab.json` (sentence tasks) and `metrics.json` to
-//! `--out` and ends with one JSON line.
+//! Training goes through burn-train's `Learner` (unfold's `TrainStep` for `SequenceClassifier`,
+//! and for the adding problem's `SequenceRegressor`): an epoch is `--eval-every` steps, then a
+//! validation pass with Burn's loss and accuracy metrics; a progress bar on stderr (a small
+//! `MetricsRenderer` below). The Learner's checkpoints and metric logs go to `--out`/learner.
+//!
+//! Writes `config.json`, `model.mpk`, `vocab.json` (sentence tasks), `metrics.json`, and the
+//! loss curves `loss.csv`/`loss.svg` (training loss of every step, validation loss of every
+//! evaluation) to `--out` and ends with one JSON line.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use burn::module::{AutodiffModule, Module};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::transform::{SamplerDataset, SamplerDatasetOptions};
+use burn::data::dataset::{Dataset, InMemDataset};
+use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::AdamConfig;
 use burn::tensor::backend::Backend as _;
 use burn::tensor::{Int, Tensor, TensorData};
+use burn::train::metric::state::{FormatOptions, NumericMetricState};
+use burn::train::metric::{
+    AccuracyMetric, Adaptor, LossMetric, Metric, MetricDefinition, MetricId, MetricMetadata,
+    MetricName, Numeric, NumericEntry, SerializedEntry,
+};
+use burn::train::renderer::{
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining, ProgressType, TrainingProgress,
+};
+use burn::train::{
+    Interrupter, Learner, LearnerSummary, LearningComponentsTypes, RegressionOutput,
+    SupervisedTraining,
+};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -47,12 +73,14 @@ use serde::Serialize;
 
 use unfold::backend::{self, Backend, TrainBackend};
 use unfold::cli::{self, CommonArgs, Defaults};
+use unfold::data::dataset::{ClassificationBatcher, LabelledSequence};
 use unfold::nn::classifier::{
-    classification_nll, mean_squared_error, try_correct, Pooling, SequenceClassifier,
-    SequenceClassifierConfig,
+    classification_nll, try_correct, Pooling, SequenceClassifier, SequenceClassifierConfig,
 };
+use unfold::nn::train::{RegressionBatch, SequenceRegressor};
 use unfold::nn::{Error, Result};
-use unfold::output::RunDir;
+use unfold::output::{Recorder, RunDir};
+use unfold::viz::{write_loss_curves, LossHistory};
 
 /// Train a sequence-to-one RNN: find the year in a sentence, or solve the adding problem.
 #[derive(Parser, Debug, Serialize)]
@@ -577,6 +605,17 @@ fn check_args(args: &Args) -> Result<()> {
             "must be a finite number, 0 or more",
         ));
     }
+    if common.steps > args.eval_every && !common.steps.is_multiple_of(args.eval_every) {
+        return Err(Error::config(
+            "--steps",
+            common.steps,
+            format!(
+                "must be a multiple of --eval-every ({}): the Learner validates after each \
+                 epoch of --eval-every steps",
+                args.eval_every
+            ),
+        ));
+    }
     match args.task {
         Task::Adding if common.seq_len < 2 => Err(Error::config(
             "--seq-len",
@@ -601,19 +640,18 @@ fn check_args(args: &Args) -> Result<()> {
     }
 }
 
-/// Evaluates a model on the validation set: (loss, accuracy).
-type Evaluate = Box<dyn FnMut(&Model<Backend>) -> Result<(f64, f64)>>;
-
-/// The loss of the next training batch, and the batch's token count.
-type NextLoss = Box<dyn FnMut(&Model<TrainBackend>) -> Result<(Tensor<TrainBackend, 1>, usize)>>;
-
-/// What every task hands the shared training loop.
-struct Setup {
-    /// Width of `o`: the number of classes, or 1 for the adding problem's regression.
-    outputs: usize,
-    input_size: usize,
-    evaluate: Evaluate,
-    next_loss: NextLoss,
+/// Each task's data, generated once from the seed (the adding problem draws fresh training
+/// sequences as it goes).
+enum Data {
+    Sentences {
+        train: Vec<Sentence>,
+        val: Vec<Sentence>,
+        long: Vec<Sentence>,
+    },
+    Adding {
+        val: (Vec<f32>, Vec<f32>),
+        long: (Vec<f32>, Vec<f32>),
+    },
 }
 
 fn run(args: Args) -> Result<()> {
@@ -621,7 +659,7 @@ fn run(args: Args) -> Result<()> {
     check_args(&args)?;
     let common = &args.common;
     let out = RunDir::create(&common.out)?;
-    let device = backend::device();
+    let device = backend::open()?;
     TrainBackend::seed(&device, common.seed);
     let mut rng = StdRng::seed_from_u64(common.seed);
     // Held out: sentences of every length up to twice the longest trained on; adding-problem
@@ -633,10 +671,8 @@ fn run(args: Args) -> Result<()> {
 
     // Data: generated once from the seed (the adding problem draws fresh training batches).
     let words = Words::build();
-    let mut sentence_sets = None;
-    let mut adding_sets = None;
     let mut examples = Vec::new();
-    let (train_lengths, setup) = match args.task {
+    let (train_lengths, input_size, outputs, data) = match args.task {
         Task::Year | Task::Decade => {
             let lengths = args.min_len..=common.seq_len;
             let none = HashSet::new();
@@ -672,26 +708,23 @@ fn run(args: Args) -> Result<()> {
                     words.decode(&s.ids)
                 ));
             }
-            sentence_sets = Some((val.clone(), long));
             let classes = if args.task == Task::Year { 2 } else { 9 };
             (
                 [args.min_len, common.seq_len],
-                sentence_setup(classes, words.len(), train, val, common.batch, common.seed),
+                words.len(),
+                classes,
+                Data::Sentences { train, val, long },
             )
         }
         Task::Adding => {
             let time = common.seq_len;
             let val = adding_set(&mut rng, args.val_size, time);
             let long = adding_set(&mut rng, args.val_size, long_lengths[1]);
-            adding_sets = Some((val.clone(), long));
-            (
-                [time, time],
-                adding_setup(val, time, common.batch, common.seed),
-            )
+            ([time, time], 2, 1, Data::Adding { val, long })
         }
     };
 
-    let config = SequenceClassifierConfig::new(setup.input_size, common.hidden, setup.outputs)
+    let config = SequenceClassifierConfig::new(input_size, common.hidden, outputs)
         .with_num_layers(args.num_layers)
         .with_bidirectional(args.bidirectional)
         .with_pooling(match args.pooling {
@@ -709,7 +742,7 @@ fn run(args: Args) -> Result<()> {
     eprintln!(
         "classify: task {:?}, {} outputs, {} parameters, backend {}",
         args.task,
-        setup.outputs,
+        outputs,
         model.num_params(),
         backend::NAME
     );
@@ -717,9 +750,15 @@ fn run(args: Args) -> Result<()> {
         eprintln!("{line}");
     }
 
-    let outputs = setup.outputs;
-    let trained = train(&args, model, setup)?;
-    let model = trained.model.valid();
+    let learner_dir = out.path().join("learner");
+    let trained = match &data {
+        Data::Sentences { train, val, .. } => {
+            train_sentences(&args, model, train, val, &learner_dir)?
+        }
+        Data::Adding { val, .. } => train_adding(&args, model, val, &learner_dir)?,
+    };
+    write_curves(&out, &trained)?;
+    let model = trained.model.clone();
     out.save_model(model.clone())?;
 
     let last = trained
@@ -735,7 +774,7 @@ fn run(args: Args) -> Result<()> {
         long_acc: f64::NAN,
         tokens_per_s: trained.tokens as f64 / trained.train_wall.as_secs_f64(),
         wall_s: 0.0,
-        steps: common.steps,
+        steps: trained.steps,
         backend: backend::NAME,
         task: args.task,
         outputs,
@@ -749,138 +788,504 @@ fn run(args: Args) -> Result<()> {
         by_length: Vec::new(),
         history: trained.history,
     };
-    if let Some((val, long)) = sentence_sets {
-        report_sentences(&model, &val, &long, &mut metrics, &device)?;
-        metrics.vocab_size = Some(words.len());
-    }
-    if let Some((val, long)) = adding_sets {
-        report_adding(&model, &val, &long, common.seq_len, &mut metrics, &device)?;
+    match &data {
+        Data::Sentences { val, long, .. } => {
+            report_sentences(&model, val, long, &mut metrics, &device)?;
+            metrics.vocab_size = Some(words.len());
+        }
+        Data::Adding { val, long } => {
+            report_adding(&model, val, long, common.seq_len, &mut metrics, &device)?;
+        }
     }
     metrics.wall_s = started.elapsed().as_secs_f64();
     unfold::output::finish(&out, &metrics)
 }
 
-fn sentence_setup(
-    classes: usize,
-    vocab_size: usize,
-    train: Vec<Sentence>,
-    val: Vec<Sentence>,
-    batch: usize,
-    seed: u64,
-) -> Setup {
-    let device = backend::device();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    Setup {
-        outputs: classes,
-        input_size: vocab_size,
-        evaluate: Box::new(move |model| {
-            let (loss, correct) = evaluate_sentences(model, &val, &device)?;
-            Ok((loss, mean_of(&correct)))
-        }),
-        next_loss: Box::new(move |model| {
-            let picked: Vec<&Sentence> = (0..batch)
-                .map(|_| &train[rng.random_range(0..train.len())])
-                .collect();
-            let (ids, lengths, labels) = sentence_batch::<TrainBackend>(&picked, &device);
-            let tokens = lengths.iter().sum();
-            let logits = model.try_forward(ids, Some(&lengths))?;
-            Ok((classification_nll(logits, labels), tokens))
-        }),
+// ---------------------------------------------------------------------------------------------
+// Training through burn-train's Learner
+// ---------------------------------------------------------------------------------------------
+
+/// One adding-problem sequence: `[value, marker]` at each of `time` steps, and its target.
+#[derive(Debug, Clone)]
+struct AddingItem {
+    /// `[time, 2]`, row-major.
+    x: Vec<f32>,
+    y: f32,
+}
+
+fn adding_items((x, y): &(Vec<f32>, Vec<f32>)) -> Vec<AddingItem> {
+    let time = x.len() / (2 * y.len());
+    y.iter()
+        .enumerate()
+        .map(|(b, &y)| AddingItem {
+            x: x[b * time * 2..(b + 1) * time * 2].to_vec(),
+            y,
+        })
+        .collect()
+}
+
+/// Fresh adding-problem sequences, drawn in order from one seeded generator as the data loader
+/// asks for them (it asks in order: no workers), `len` per epoch: every batch is new data, and
+/// the stream is the one the loop before the Learner drew.
+struct AddingStream {
+    time: usize,
+    len: usize,
+    rng: Mutex<StdRng>,
+}
+
+impl Dataset<AddingItem> for AddingStream {
+    fn get(&self, index: usize) -> Option<AddingItem> {
+        (index < self.len).then(|| {
+            let mut rng = self.rng.lock().unwrap();
+            adding_items(&adding_set(&mut rng, 1, self.time)).remove(0)
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
-fn adding_setup(val: (Vec<f32>, Vec<f32>), time: usize, batch: usize, seed: u64) -> Setup {
-    let device = backend::device();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xadd);
-    Setup {
-        outputs: 1,
-        input_size: 2,
-        evaluate: Box::new(move |model| {
-            let (mse, errors) = evaluate_adding(model, &val, time, &device)?;
-            Ok((mse, within_tolerance(&errors)))
-        }),
-        next_loss: Box::new(move |model| {
-            let data = adding_set(&mut rng, batch, time);
-            let (x, y) = adding_tensors::<TrainBackend>(&data, 0..batch, time, &device);
-            let prediction = model.try_forward(x, None)?;
-            Ok((mean_squared_error(prediction, y), batch * time))
-        }),
+/// Dense `[batch, time, 2]` inputs and `[batch, 1]` targets.
+#[derive(Clone, Copy)]
+struct AddingBatcher;
+
+impl<B: burn::tensor::backend::Backend> Batcher<B, AddingItem, RegressionBatch<B>>
+    for AddingBatcher
+{
+    fn batch(&self, items: Vec<AddingItem>, device: &B::Device) -> RegressionBatch<B> {
+        let time = items[0].x.len() / 2;
+        let x = items
+            .iter()
+            .flat_map(|item| item.x.iter().copied())
+            .collect();
+        let y = items.iter().map(|item| item.y).collect();
+        let (x, y) = adding_tensors::<B>(&(x, y), 0..items.len(), time, device);
+        RegressionBatch {
+            inputs: x.into(),
+            targets: y,
+            lengths: None,
+        }
     }
 }
 
-struct Trained {
-    model: Model<TrainBackend>,
+/// Tokens in a training item, for the tokens/s figure.
+trait Tokens {
+    fn tokens(&self) -> usize;
+}
+
+impl Tokens for LabelledSequence {
+    fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+impl Tokens for AddingItem {
+    fn tokens(&self) -> usize {
+        self.x.len() / 2
+    }
+}
+
+/// A batcher that counts the tokens it batches.
+#[derive(Clone)]
+struct Counting<Bt> {
+    batcher: Bt,
+    tokens: Arc<AtomicUsize>,
+}
+
+impl<B, I, O, Bt> Batcher<B, I, O> for Counting<Bt>
+where
+    B: burn::tensor::backend::Backend,
+    I: Tokens,
+    Bt: Batcher<B, I, O>,
+{
+    fn batch(&self, items: Vec<I>, device: &B::Device) -> O {
+        let tokens = items.iter().map(Tokens::tokens).sum();
+        self.tokens.fetch_add(tokens, Ordering::Relaxed);
+        self.batcher.batch(items, device)
+    }
+}
+
+/// The adding problem's accuracy: the fraction of predictions within [`ADDING_TOLERANCE`] of
+/// the target, as a burn-train metric (Burn's own metrics for `RegressionOutput` are the loss
+/// only).
+#[derive(Clone)]
+struct WithinTolerance<B: burn::tensor::backend::Backend> {
+    name: MetricName,
+    state: NumericMetricState,
+    _backend: std::marker::PhantomData<B>,
+}
+
+/// What [`WithinTolerance`] reads from a `RegressionOutput`.
+struct ToleranceInput<B: burn::tensor::backend::Backend> {
+    errors: Tensor<B, 2>,
+}
+
+impl<B: burn::tensor::backend::Backend> Adaptor<ToleranceInput<B>> for RegressionOutput<B> {
+    fn adapt(&self) -> ToleranceInput<B> {
+        ToleranceInput {
+            errors: self.output.clone() - self.targets.clone(),
+        }
+    }
+}
+
+impl<B: burn::tensor::backend::Backend> WithinTolerance<B> {
+    fn new() -> Self {
+        Self {
+            name: Arc::new("Accuracy".to_string()),
+            state: NumericMetricState::default(),
+            _backend: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<B: burn::tensor::backend::Backend> Metric for WithinTolerance<B> {
+    type Input = ToleranceInput<B>;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(&mut self, input: &ToleranceInput<B>, _: &MetricMetadata) -> SerializedEntry {
+        let errors: Vec<f64> = input
+            .errors
+            .clone()
+            .into_data()
+            .convert::<f64>()
+            .to_vec()
+            .unwrap();
+        // In percent, like Burn's `AccuracyMetric`.
+        self.state.update(
+            100.0 * within_tolerance(&errors),
+            errors.len(),
+            FormatOptions::new(self.name()).unit("%").precision(2),
+        )
+    }
+
+    fn clear(&mut self) {
+        self.state.reset()
+    }
+}
+
+impl<B: burn::tensor::backend::Backend> Numeric for WithinTolerance<B> {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}
+
+/// What the Learner reported, as [`Progress`] collected it.
+#[derive(Default)]
+struct Log {
+    names: HashMap<MetricId, String>,
+    /// The training loss of every step.
+    train: Vec<f64>,
+    /// Training losses since the last evaluation.
+    recent: Vec<f64>,
+    /// The validation pass under way: the last batch's loss and accuracy, then Σ loss·n,
+    /// Σ accuracy·n and n over its batches (the Learner's loss metric counts batches, not
+    /// sequences; weighting by n gives the mean over sequences, as before).
+    batch: [f64; 2],
+    sums: [f64; 3],
     history: Vec<Eval>,
+    /// Time spent in validation passes, and when the current one began.
+    eval_time: Duration,
+    eval_started: Option<Instant>,
+}
+
+/// burn-train's renderer for this example: a progress bar (stderr) with the batch loss, one
+/// line per evaluation, and the numbers `metrics.json` and the loss curves need. Stops
+/// training through the Learner's interrupter when the loss stops being finite.
+#[derive(Clone)]
+struct Progress {
+    bar: ProgressBar,
+    log: Arc<Mutex<Log>>,
+    interrupter: Interrupter,
+}
+
+impl Progress {
+    fn new(steps: usize, interrupter: Interrupter) -> Self {
+        let bar = ProgressBar::new(steps as u64).with_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("valid template"),
+        );
+        Self {
+            bar,
+            log: Arc::default(),
+            interrupter,
+        }
+    }
+
+    fn println(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
+/// The current value of a numeric metric update, with the metric's name.
+fn numeric(log: &Log, state: MetricState) -> Option<(&str, f64)> {
+    match state {
+        MetricState::Numeric(entry, value) => {
+            Some((log.names.get(&entry.metric_id)?.as_str(), value.current()))
+        }
+        MetricState::Generic(_) => None,
+    }
+}
+
+impl MetricsRendererTraining for Progress {
+    fn update_train(&mut self, state: MetricState) {
+        let mut log = self.log.lock().unwrap();
+        if let Some(("Loss", loss)) = numeric(&log, state) {
+            log.train.push(loss);
+            log.recent.push(loss);
+            self.bar.set_message(format!("loss {loss:.4}"));
+            self.bar.inc(1);
+            if !loss.is_finite() {
+                self.interrupter
+                    .stop(Some("the training loss is not finite"));
+            }
+        }
+    }
+
+    fn update_valid(&mut self, state: MetricState) {
+        let mut log = self.log.lock().unwrap();
+        match numeric(&log, state) {
+            Some(("Loss", loss)) => log.batch[0] = loss,
+            // Burn's accuracy metrics report percent.
+            Some(("Accuracy", acc)) => log.batch[1] = acc / 100.0,
+            _ => {}
+        }
+    }
+
+    fn render_train(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
+        // The epoch's last training batch: its validation pass starts now.
+        // (The renderer runs on the Learner's event thread, a little behind the training: the
+        // evaluation time is approximate.)
+        if item
+            .progress
+            .is_some_and(|p| p.items_processed >= p.items_total)
+        {
+            self.log.lock().unwrap().eval_started = Some(Instant::now());
+        }
+    }
+
+    fn render_valid(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
+        let Some(p) = item.progress else { return };
+        let mut log = self.log.lock().unwrap();
+        let n = (p.items_processed - log.sums[2] as usize) as f64;
+        let [loss, acc] = log.batch;
+        log.sums[0] += loss * n;
+        log.sums[1] += acc * n;
+        log.sums[2] += n;
+        if p.items_processed < p.items_total {
+            return;
+        }
+        let [loss_sum, acc_sum, n] = std::mem::take(&mut log.sums);
+        let train_loss = log.recent.iter().sum::<f64>() / log.recent.len() as f64;
+        log.recent.clear();
+        let eval = Eval {
+            step: log.train.len(),
+            train_loss,
+            val_loss: loss_sum / n,
+            val_acc: acc_sum / n,
+        };
+        if let Some(started) = log.eval_started.take() {
+            log.eval_time += started.elapsed();
+        }
+        self.println(format!(
+            "step {:>6}  train {:.4}  val {:.4}  val acc {:.3}",
+            eval.step, eval.train_loss, eval.val_loss, eval.val_acc
+        ));
+        log.history.push(eval);
+    }
+
+    fn on_train_end(
+        &mut self,
+        _summary: Option<LearnerSummary>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        self.bar.finish_and_clear();
+        Ok(())
+    }
+}
+
+impl MetricsRendererEvaluation for Progress {
+    fn update_test(&mut self, _: EvaluationName, _: MetricState) {}
+    fn render_test(&mut self, _: EvaluationProgress, _: Vec<ProgressType>) {}
+}
+
+impl MetricsRenderer for Progress {
+    fn manual_close(&mut self) {}
+
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        let mut log = self.log.lock().unwrap();
+        log.names.insert(definition.metric_id, definition.name);
+    }
+}
+
+/// What training hands back to `run`.
+struct Trained {
+    model: Model<Backend>,
+    history: Vec<Eval>,
+    /// The training loss of every step.
+    losses: Vec<f64>,
     train_loss: f64,
+    steps: usize,
     tokens: usize,
     /// Training time, evaluations excluded.
     train_wall: Duration,
 }
 
-/// The training loop every task shares: Adam on the task's loss, evaluating every
-/// `--eval-every` steps.
-fn train(args: &Args, mut model: Model<TrainBackend>, mut setup: Setup) -> Result<Trained> {
-    let common = &args.common;
-    let clipping = (args.clip > 0.0).then_some(GradientClippingConfig::Norm(args.clip));
-    let mut optimizer = AdamConfig::new().with_grad_clipping(clipping).init();
-    let progress = ProgressBar::new(common.steps as u64).with_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("valid template"),
-    );
-    let mut history = Vec::new();
-    let mut recent = Vec::new(); // losses since the last evaluation
-    let mut train_loss = f64::NAN;
-    let mut tokens = 0;
-    let mut eval_time = Duration::ZERO;
-    let train_started = Instant::now();
-    for step in 1..=common.steps {
-        let (loss, batch_tokens) = (setup.next_loss)(&model)?;
-        tokens += batch_tokens;
-        let loss_value = loss.clone().into_scalar() as f64;
-        if !loss_value.is_finite() {
-            progress.abandon();
-            return Err(Error::NonFinite {
-                arg: "training loss (lower --lr?)",
-            });
-        }
-        recent.push(loss_value);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(common.lr, model, grads);
+/// The Learner set-up every task shares: an epoch is `--eval-every` steps, then a validation
+/// pass; checkpoints (model, optimiser, scheduler) and Burn's metric logs go to
+/// `<out>/learner`.
+fn configure<LC: LearningComponentsTypes>(
+    training: SupervisedTraining<LC>,
+    args: &Args,
+) -> (SupervisedTraining<LC>, Progress) {
+    let progress = Progress::new(args.common.steps, training.interrupter());
+    let training = training
+        .with_file_checkpointer(Recorder::new())
+        .renderer(progress.clone())
+        .num_epochs(args.common.steps / epoch_steps(args));
+    (training, progress)
+}
 
-        if step % args.eval_every == 0 || step == common.steps {
-            train_loss = recent.iter().sum::<f64>() / recent.len() as f64;
-            recent.clear();
-            let eval_started = Instant::now();
-            let (val_loss, val_acc) = (setup.evaluate)(&model.valid())?;
-            eval_time += eval_started.elapsed();
-            history.push(Eval {
-                step,
-                train_loss,
-                val_loss,
-                val_acc,
-            });
-            let line = format!(
-                "step {step:>6}  train {train_loss:.4}  val {val_loss:.4}  val acc {val_acc:.3}"
-            );
-            if progress.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                progress.println(line);
-            }
-        }
-        progress.set_message(format!("loss {loss_value:.4}"));
-        progress.inc(1);
+/// Steps per Learner epoch: `--eval-every`, or all of them in a shorter run.
+fn epoch_steps(args: &Args) -> usize {
+    args.eval_every.min(args.common.steps)
+}
+
+fn optimizer(args: &Args) -> AdamConfig {
+    let clipping = (args.clip > 0.0).then_some(GradientClippingConfig::Norm(args.clip));
+    AdamConfig::new().with_grad_clipping(clipping)
+}
+
+/// Collects the run's numbers once the Learner is done; a non-finite loss is an error.
+fn finish_training(
+    model: Model<Backend>,
+    progress: Progress,
+    tokens: &AtomicUsize,
+    started: Instant,
+) -> Result<Trained> {
+    let log = std::mem::take(&mut *progress.log.lock().unwrap());
+    if log.train.iter().any(|loss| !loss.is_finite()) || log.history.is_empty() {
+        return Err(Error::NonFinite {
+            arg: "training loss (lower --lr?)",
+        });
     }
-    progress.finish_and_clear();
     Ok(Trained {
         model,
-        history,
-        train_loss,
-        tokens,
-        train_wall: train_started.elapsed() - eval_time,
+        train_loss: log.history.last().expect("checked").train_loss,
+        steps: log.train.len(),
+        losses: log.train,
+        history: log.history,
+        tokens: tokens.load(Ordering::Relaxed),
+        train_wall: started.elapsed().saturating_sub(log.eval_time),
     })
+}
+
+/// The sentence tasks: a `SequenceClassifier` with Burn's loss and accuracy metrics.
+fn train_sentences(
+    args: &Args,
+    model: Model<TrainBackend>,
+    train: &[Sentence],
+    val: &[Sentence],
+    dir: &Path,
+) -> Result<Trained> {
+    let common = &args.common;
+    let labelled = |set: &[Sentence]| -> Vec<LabelledSequence> {
+        set.iter()
+            .map(|s| LabelledSequence {
+                ids: s.ids.clone(),
+                label: s.label,
+            })
+            .collect()
+    };
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let batcher = ClassificationBatcher::new(0);
+    // An epoch: `--eval-every` batches drawn with replacement, as the loop before the Learner did.
+    let epoch = SamplerDataset::new(
+        InMemDataset::new(labelled(train)),
+        SamplerDatasetOptions::default()
+            .with_replacement()
+            .with_fixed_size(epoch_steps(args) * common.batch)
+            .with_seed(common.seed ^ 0x5eed),
+    );
+    let train_loader = DataLoaderBuilder::new(Counting {
+        batcher,
+        tokens: tokens.clone(),
+    })
+    .batch_size(common.batch)
+    .build(epoch);
+    let valid_loader = DataLoaderBuilder::new(batcher)
+        .batch_size(256)
+        .build(InMemDataset::new(labelled(val)));
+    let (training, progress) = configure(
+        SupervisedTraining::new(dir, train_loader, valid_loader)
+            .metrics((LossMetric::new(), AccuracyMetric::new())),
+        args,
+    );
+    let started = Instant::now();
+    let result = training.launch(Learner::new(model, optimizer(args).init(), common.lr));
+    finish_training(result.model, progress, &tokens, started)
+}
+
+/// The adding problem: the classifier's regression head (`SequenceRegressor`), MSE loss.
+fn train_adding(
+    args: &Args,
+    model: Model<TrainBackend>,
+    val: &(Vec<f32>, Vec<f32>),
+    dir: &Path,
+) -> Result<Trained> {
+    let common = &args.common;
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let epoch = AddingStream {
+        time: common.seq_len,
+        len: epoch_steps(args) * common.batch,
+        rng: Mutex::new(StdRng::seed_from_u64(common.seed ^ 0xadd)),
+    };
+    let train_loader = DataLoaderBuilder::new(Counting {
+        batcher: AddingBatcher,
+        tokens: tokens.clone(),
+    })
+    .batch_size(common.batch)
+    .build(epoch);
+    let valid_loader = DataLoaderBuilder::new(AddingBatcher)
+        .batch_size(256)
+        .build(InMemDataset::new(adding_items(val)));
+    let (training, progress) = configure(
+        SupervisedTraining::new(dir, train_loader, valid_loader)
+            .metrics((LossMetric::new(), WithinTolerance::new())),
+        args,
+    );
+    let started = Instant::now();
+    let result = training.launch(Learner::new(
+        SequenceRegressor::new(model),
+        optimizer(args).init(),
+        common.lr,
+    ));
+    finish_training(result.model.into_inner(), progress, &tokens, started)
+}
+
+/// `loss.csv` and `loss.svg`: the training loss of every step and the validation loss of
+/// every evaluation.
+fn write_curves(out: &RunDir, trained: &Trained) -> Result<()> {
+    let mut curves = LossHistory::new();
+    for (step, &loss) in trained.losses.iter().enumerate() {
+        curves.push_train(step + 1, loss);
+    }
+    for eval in &trained.history {
+        curves.push_val(eval.step, eval.val_loss);
+    }
+    write_loss_curves(out.path(), &curves).map(|_| ())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 //!   deterministic, non-overlapping windows of a validation set. Both give [`TokenBatch`]es
 //!   of `[batch, seq_len]` integer tensors whose targets are the inputs shifted by one
 //!   character.
+//! - [`dataset`] (feature `train`): burn-dataset `Dataset`s and `Batcher`s of windows and
+//!   labelled sequences, for burn-train's `Learner`.
 //!
 //! Every fallible function returns an [`unfold_nn::Error`] that names what was wrong.
 //!
@@ -38,6 +40,8 @@
 mod batch;
 pub mod chunks;
 mod corpus;
+#[cfg(feature = "train")]
+pub mod dataset;
 mod vocab;
 
 pub use batch::{sequential_batches, TokenBatch, WindowSampler};
