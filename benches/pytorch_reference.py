@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """PyTorch reference for `cargo bench --bench rnn`: the same workloads, the same math.
 
-    python3 benches/pytorch_reference.py            # every workload
-    python3 benches/pytorch_reference.py --quick    # fewer steps
+    python3 benches/pytorch_reference.py                  # every workload, markdown rows
+    python3 benches/pytorch_reference.py --quick          # fewer steps
+    python3 benches/pytorch_reference.py --only standard  # one workload (standard, large,
+                                                          # jordan, generate, breakdown)
+    python3 benches/pytorch_reference.py --json           # one JSON object per row (the bench
+                                                          # reads these)
 
 Hidden-to-hidden RNN language model: token ids -> nn.Embedding (the row lookup that unfold's
-token input is) -> nn.RNN(tanh) -> nn.Linear -> cross-entropy, Adam(lr 2e-3). Prints one
-markdown row per workload. Optional: without PyTorch installed it says so and exits 0.
+token input is) -> nn.RNN(tanh) -> nn.Linear -> cross-entropy, Adam(lr 2e-3). The
+output-to-hidden (Jordan) model, teacher-forced: tanh(Embedding(x) + Embedding(y(t-1))) ->
+Linear -> cross-entropy. `breakdown` times each part of a standard step alone and prints the
+profiler's top operators for one whole step (to stderr). Peak memory: growth of the process's
+peak resident set during the workload (a lower bound). Optional: without PyTorch installed it
+says so and exits 0.
 """
 
+import json
+import resource
 import sys
 import time
 
@@ -21,7 +31,23 @@ except ImportError:
     sys.exit(0)
 
 QUICK = "--quick" in sys.argv
+JSON = "--json" in sys.argv
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 STEPS, MIN_TIME = (3, 0.3) if QUICK else (20, 3.0)
+SYSTEM = f"PyTorch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)"
+
+
+def emit(workload, system, ms, tokens, peak_mib=float("nan"), cpu_ms=float("nan")):
+    if JSON:
+        print(json.dumps({"workload": workload, "system": system, "ms": ms, "cpu_ms": cpu_ms,
+                          "tokens_per_s": tokens / ms * 1e3, "peak_mib": peak_mib}), flush=True)
+    else:
+        print(f"| {workload} | {system} | {ms:.1f} | {tokens / ms * 1e3:.0f} | {peak_mib:.1f} |",
+              flush=True)
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class CharRnn(nn.Module):
@@ -36,19 +62,36 @@ class CharRnn(nn.Module):
         return self.head(states)
 
 
+class Jordan(nn.Module):
+    """Teacher-forced output-to-hidden RNN: h(t) = tanh(U x(t) + W y(t-1) + b), o = V h + c."""
+
+    def __init__(self, vocab, hidden):
+        super().__init__()
+        self.u = nn.Embedding(vocab, hidden)
+        self.w = nn.Embedding(vocab + 1, hidden)  # row `vocab`: the start vector r(0)
+        self.b = nn.Parameter(torch.zeros(hidden))
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, ids, targets):
+        start = torch.full_like(targets[:, :1], self.head.out_features)
+        previous = torch.cat([start, targets[:, :-1]], dim=1)
+        return self.head(torch.tanh(self.u(ids) + self.w(previous) + self.b))
+
+
 def measure(step, steps, min_time, warmup=2):
+    """(wall ms, process CPU ms — all threads) per step."""
     for _ in range(warmup):
         step()
-    started, done = time.perf_counter(), 0
+    started, cpu, done = time.perf_counter(), time.process_time(), 0
     while done < steps or time.perf_counter() - started < min_time:
         step()
         done += 1
-    return (time.perf_counter() - started) * 1e3 / done
+    return ((time.perf_counter() - started) * 1e3 / done,
+            (time.process_time() - cpu) * 1e3 / done)
 
 
-def train_row(name, batch, seq, hidden, vocab, steps, min_time):
+def train_row(name, model, batch, seq, vocab, steps, min_time, jordan=False):
     torch.manual_seed(0)
-    model = CharRnn(vocab, hidden)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     ids = torch.randint(0, vocab, (batch, seq))
     targets = torch.randint(0, vocab, (batch, seq))
@@ -56,14 +99,15 @@ def train_row(name, batch, seq, hidden, vocab, steps, min_time):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(ids).reshape(-1, vocab), targets.reshape(-1))
+        logits = model(ids, targets) if jordan else model(ids)
+        loss = loss_fn(logits.reshape(-1, vocab), targets.reshape(-1))
         loss.backward()
         opt.step()
 
-    ms = measure(step, steps, min_time)
-    tokens = batch * seq
-    print(f"| {name} | PyTorch {torch.__version__} nn.RNN + Linear ({torch.get_num_threads()} threads) "
-          f"| {ms:.1f} | {tokens / ms * 1e3:.0f} |", flush=True)
+    before = peak_rss_mib()
+    ms, cpu_ms = measure(step, steps, min_time)
+    label = "nn.Embedding x2 + tanh + Linear" if jordan else "nn.RNN + Linear"
+    emit(name, f"{SYSTEM} {label}", ms, batch * seq, peak_rss_mib() - before, cpu_ms)
 
 
 def generate_row(steps, min_time):
@@ -74,19 +118,99 @@ def generate_row(steps, min_time):
     def run():
         ids = torch.randint(0, 65, (32, 2))
         _, h = model.rnn(model.embed(ids))
-        token = ids[:, -1:]
         for _ in range(256):
-            out, h = model.rnn(model.embed(token), h)
-            probs = torch.softmax(model.head(out[:, -1]), dim=-1)
-            token = torch.multinomial(probs, 1)
+            out = model.head(h[-1])
+            token = torch.multinomial(torch.softmax(out, dim=-1), 1)
+            _, h = model.rnn(model.embed(token), h)
 
-    ms = measure(run, min(steps, 5), min_time, warmup=1)
-    print(f"| generate (32 streams x 256 tokens, H256 V65) | PyTorch nn.RNN (batched) | {ms:.1f} "
-          f"| {32 * 256 / ms * 1e3:.0f} |", flush=True)
+    before = peak_rss_mib()
+    ms, cpu_ms = measure(run, min(steps, 5), min_time, warmup=1)
+    emit("generate (32 streams x 256 tokens, H256 V65)", f"{SYSTEM} nn.RNN (batched)", ms,
+         32 * 256, peak_rss_mib() - before, cpu_ms)
 
 
-print("| workload | system | ms/step | tokens/s |")
-print("|---|---|---|---|")
-train_row("train standard (B32 T64 H256 V65)", 32, 64, 256, 65, STEPS, MIN_TIME)
-train_row("train large (B64 T128 H1024 V65)", 64, 128, 1024, 65, min(STEPS, 5), MIN_TIME / 3)
-generate_row(STEPS, MIN_TIME)
+def breakdown(reps):
+    """Each part of the standard step alone (forward + backward), then the profiler's view."""
+    torch.manual_seed(0)
+    batch, seq, hidden, vocab = 32, 64, 256, 65
+    model = CharRnn(vocab, hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    ids = torch.randint(0, vocab, (batch, seq))
+    targets = torch.randint(0, vocab, (batch, seq))
+    loss_fn = nn.CrossEntropyLoss()
+    x = model.embed(ids).detach().requires_grad_()
+    states = model.rnn(x)[0].detach().requires_grad_()
+
+    def timed(name, f):
+        for _ in range(2):
+            f()
+        started, cpu = time.perf_counter(), time.process_time()
+        for _ in range(reps):
+            f()
+        emit("breakdown", name, (time.perf_counter() - started) * 1e3 / reps, batch * seq,
+             cpu_ms=(time.process_time() - cpu) * 1e3 / reps)
+
+    def whole(phase):
+        def step():
+            opt.zero_grad(set_to_none=True)
+            t0, c0 = time.perf_counter(), time.process_time()
+            loss = loss_fn(model(ids).reshape(-1, vocab), targets.reshape(-1))
+            t1, c1 = time.perf_counter(), time.process_time()
+            loss.backward()
+            t2, c2 = time.perf_counter(), time.process_time()
+            opt.step()
+            t3, c3 = time.perf_counter(), time.process_time()
+            return ((t1 - t0, c1 - c0), (t2 - t1, c2 - c1), (t3 - t2, c3 - c2))[phase]
+        return step
+
+    for phase, label in enumerate(["step: forward", "step: backward", "step: optimizer (Adam)"]):
+        f = whole(phase)
+        for _ in range(2):
+            f()
+        samples = [f() for _ in range(reps)]
+        emit("breakdown", label, sum(w for w, _ in samples) * 1e3 / reps, batch * seq,
+             cpu_ms=sum(c for _, c in samples) * 1e3 / reps)
+    timed("input forward + backward (nn.Embedding)",
+          lambda: model.embed(ids).backward(torch.ones(batch, seq, hidden)))
+    timed("recurrence forward (nn.RNN)", lambda: model.rnn(x))
+    g = torch.ones(batch, seq, hidden)
+    timed("recurrence forward + backward (nn.RNN)", lambda: model.rnn(x)[0].backward(g))
+    timed("head + loss forward (Linear + cross-entropy)",
+          lambda: loss_fn(model.head(states).reshape(-1, vocab), targets.reshape(-1)))
+    timed("head + loss forward + backward",
+          lambda: loss_fn(model.head(states).reshape(-1, vocab), targets.reshape(-1)).backward())
+    opt.zero_grad(set_to_none=False)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    timed("optimizer (Adam) alone", opt.step)
+
+    # The profiler's view of one whole step, by operator (self CPU time), to stderr.
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(ids).reshape(-1, vocab), targets.reshape(-1)).backward()
+            opt.step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18),
+          file=sys.stderr)
+
+
+def wanted(name):
+    return ONLY is None or ONLY in name
+
+
+if not JSON:
+    print("| workload | system | ms/step | tokens/s | peak RSS growth MiB |")
+    print("|---|---|---|---|---|")
+if wanted("standard"):
+    train_row("train standard (B32 T64 H256 V65)", CharRnn(65, 256), 32, 64, 65, STEPS, MIN_TIME)
+if wanted("large"):
+    train_row("train large (B64 T128 H1024 V65)", CharRnn(65, 1024), 64, 128, 65, min(STEPS, 3),
+              MIN_TIME / 3)
+if wanted("jordan"):
+    train_row("train Jordan teacher-forced (B32 T64 H256 V65)", Jordan(65, 256), 32, 64, 65,
+              STEPS, MIN_TIME, jordan=True)
+if wanted("generate"):
+    generate_row(STEPS, MIN_TIME)
+if ONLY == "breakdown":
+    breakdown(5 if QUICK else 30)

@@ -1,32 +1,45 @@
-//! Training and generation throughput of unfold's RNNs next to burn-nn's `Rnn` + `Linear`, on
-//! the same backend and the same math, in one run.
+//! Training and generation throughput of unfold's RNNs next to burn-nn's `Rnn` + `Linear` (same
+//! backend, same math) and PyTorch (same workloads, `benches/pytorch_reference.py`), in one run.
 //!
 //! ```text
 //! cargo bench --bench rnn                 # every workload
 //! cargo bench --bench rnn -- --quick      # fewer steps (a smoke run)
 //! cargo bench --bench rnn -- standard     # only workloads whose name contains "standard"
+//! cargo bench --bench rnn -- breakdown    # where a standard training step's time goes
+//! cargo bench --bench rnn -- scale        # time per step vs sequence length and batch size
 //! ```
 //!
+//! After each workload's Rust rows the PyTorch script runs the same workload, so the rows are
+//! measured minutes apart under the same load. The interpreter is `$UNFOLD_BENCH_PYTHON`, else
+//! `/tmp/torchvenv/bin/python` if it exists, else `python3`; without PyTorch the rows are skipped
+//! with a message.
+//!
 //! A harness of our own rather than criterion: each sample is a whole training step (tens of
-//! milliseconds to seconds), we report tokens/s and peak memory (which criterion does not
-//! measure), and the rows of one workload must be measured side by side in one process.
-//! Peak memory is the peak of live heap bytes, counted by this binary's global allocator (on the
-//! ndarray backend every tensor lives on the heap).
+//! milliseconds to seconds), we report tokens/s, peak memory and allocations per step (which
+//! criterion does not measure), and the rows of one workload must be measured side by side in
+//! one process. Peak memory is the peak of live heap bytes, counted by this binary's global
+//! allocator (on the ndarray backend every tensor lives on the heap).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig, Rnn, RnnConfig};
+use burn::nn::{Linear, LinearConfig, Rnn, RnnConfig, RnnState};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::ModuleOps;
+use burn::tensor::TensorPrimitive;
 use unfold::backend::{self, TrainBackend};
-use unfold::nn::kernel::tanh_recurrence_unfused;
+use unfold::nn::fused::{NllRows, ReadoutLossBackend, RecurrentBackend};
+use unfold::nn::jordan::{Forcing, JordanRnn, JordanRnnConfig};
+use unfold::nn::recurrence::Steps;
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{
-    sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput, StepPlan,
+    readout_nll, sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput,
     UnrollOptions,
 };
 
@@ -34,9 +47,11 @@ struct CountingAllocator;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
         PEAK.fetch_max(live, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
@@ -44,6 +59,17 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if new_size > layout.size() {
+            let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
+                - layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        } else {
+            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -59,65 +85,118 @@ struct Shape {
     vocab: usize,
 }
 
+const STANDARD: Shape = Shape {
+    batch: 32,
+    time: 64,
+    hidden: 256,
+    vocab: 65,
+};
+
 /// One measured row.
 struct Row {
     workload: String,
-    system: &'static str,
+    system: String,
     ms_per_step: f64,
     tokens_per_s: f64,
     peak_mib: f64,
+    /// CPU time per step: unfold's main thread; PyTorch's whole process (all its threads).
+    cpu_ms: f64,
+}
+
+/// Nanoseconds this thread has spent on a CPU (Linux `/proc/thread-self/schedstat`; 0
+/// elsewhere). The machine these numbers come from is shared: wall time includes waiting for a
+/// core, CPU time does not, so single-threaded before/after comparisons use CPU time.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What [`measure`] found.
+struct Measured {
+    ms: f64,
+    /// CPU time of the calling thread per step (all of it for single-threaded code).
+    cpu_ms: f64,
+    peak_mib: f64,
+    allocs_per_step: f64,
 }
 
 /// Runs `step` `warmup` times, then until `steps` steps and at least `min_time` have passed;
-/// returns (ms per step, peak MiB above the memory live before the first measured step).
-fn measure(warmup: usize, steps: usize, min_time: Duration, mut step: impl FnMut()) -> (f64, f64) {
+/// returns ms per step, the peak MiB above the memory live before the first measured step, and
+/// heap allocations per step.
+fn measure(warmup: usize, steps: usize, min_time: Duration, mut step: impl FnMut()) -> Measured {
     for _ in 0..warmup {
         step();
     }
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    let cpu = thread_cpu_ns();
     let started = Instant::now();
     let mut done = 0;
     while done < steps || started.elapsed() < min_time {
         step();
         done += 1;
     }
-    let ms = started.elapsed().as_secs_f64() * 1e3 / done as f64;
-    let peak = (PEAK.load(Ordering::Relaxed) - base) as f64 / (1024.0 * 1024.0);
-    (ms, peak)
+    Measured {
+        ms: started.elapsed().as_secs_f64() * 1e3 / done as f64,
+        cpu_ms: (thread_cpu_ns() - cpu) as f64 * 1e-6 / done as f64,
+        peak_mib: PEAK.load(Ordering::Relaxed).saturating_sub(base) as f64 / (1024.0 * 1024.0),
+        allocs_per_step: (ALLOCS.load(Ordering::Relaxed) - allocs) as f64 / done as f64,
+    }
 }
 
-fn random_ids<B: Backend>(shape: Shape, device: &B::Device) -> Tensor<B, 2, Int> {
+fn random_ids<B: Backend>(
+    batch: usize,
+    time: usize,
+    vocab: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
     Tensor::<B, 2>::random(
-        [shape.batch, shape.time],
-        burn::tensor::Distribution::Uniform(0.0, shape.vocab as f64),
+        [batch, time],
+        burn::tensor::Distribution::Uniform(0.0, vocab as f64),
         device,
     )
     .int()
+    .clamp(0, vocab as i64 - 1)
 }
 
-/// unfold's hidden-to-hidden RNN: token lookup, fused recurrence, readout, sequence NLL, Adam.
-fn unfold_step<B: AutodiffBackend>(shape: Shape, recorded: bool) -> impl FnMut() {
+/// How unfold's training step computes its loss.
+#[derive(Clone, Copy)]
+enum Head {
+    /// `ElmanRnn::loss`: the readout, log-softmax and NLL as one fused operation.
+    Fused,
+    /// `forward` then `sequence_nll`: the readout and the loss recorded op by op.
+    Unfused,
+}
+
+/// unfold's hidden-to-hidden RNN: token lookup, fused recurrence, readout + NLL, Adam.
+fn unfold_step<B: AutodiffBackend>(shape: Shape, head: Head) -> impl FnMut() {
     let device = Default::default();
     let mut model: ElmanRnn<B> =
         ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
     let mut optimizer = AdamConfig::new().init();
-    let (inputs, targets) = (
-        random_ids::<B>(shape, &device),
-        random_ids::<B>(shape, &device),
-    );
+    let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
+    let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     move || {
-        let logits = if recorded {
-            // The same model with the recurrence recorded step by step by Burn's autodiff.
-            let drive = model.cell.drive(SequenceInput::Tokens(inputs.clone()));
-            let plan = StepPlan::new(shape.batch, shape.time, None, false, &device).unwrap();
-            let h0 = Tensor::zeros([shape.batch, shape.hidden], &device);
-            let states = tanh_recurrence_unfused(drive, model.cell.w.val(), h0, &plan).states;
-            model.readout.forward(states)
-        } else {
-            model.forward(inputs.clone(), &UnrollOptions::new()).logits
+        let options = UnrollOptions::new();
+        let loss = match head {
+            Head::Fused => {
+                model
+                    .loss(
+                        inputs.clone(),
+                        targets.clone(),
+                        &options,
+                        Reduction::MeanPerToken,
+                    )
+                    .loss
+            }
+            Head::Unfused => {
+                let logits = model.forward(inputs.clone(), &options).logits;
+                sequence_nll(logits, targets.clone(), None, Reduction::MeanPerToken)
+            }
         };
-        let loss = sequence_nll(logits, targets.clone(), None, Reduction::MeanPerToken);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
     }
@@ -131,17 +210,19 @@ struct BurnNnModel<B: Backend> {
     head: Linear<B>,
 }
 
+fn burn_nn_model<B: Backend>(shape: Shape, device: &B::Device) -> BurnNnModel<B> {
+    BurnNnModel {
+        rnn: RnnConfig::new(shape.vocab, shape.hidden, true).init(device),
+        head: LinearConfig::new(shape.hidden, shape.vocab).init(device),
+    }
+}
+
 fn burn_nn_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
     let device = Default::default();
-    let mut model = BurnNnModel::<B> {
-        rnn: RnnConfig::new(shape.vocab, shape.hidden, true).init(&device),
-        head: LinearConfig::new(shape.hidden, shape.vocab).init(&device),
-    };
+    let mut model = burn_nn_model::<B>(shape, &device);
     let mut optimizer = AdamConfig::new().init();
-    let (inputs, targets) = (
-        random_ids::<B>(shape, &device),
-        random_ids::<B>(shape, &device),
-    );
+    let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
+    let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     let one_hot: Tensor<B, 3> = inputs.one_hot::<3>(shape.vocab).float();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     move || {
@@ -156,12 +237,364 @@ fn burn_nn_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
     }
 }
 
+/// unfold's output-to-hidden RNN, teacher-forced (every step at once), fused readout loss.
+fn jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
+    let device = Default::default();
+    let mut model: JordanRnn<B> =
+        JordanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let mut optimizer = AdamConfig::new().init();
+    let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
+    let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
+    move || {
+        let out = model.forward(
+            inputs.clone(),
+            Some(targets.clone()),
+            &Forcing::TeacherForced,
+        );
+        let loss = readout_nll(
+            out.states,
+            &model.readout,
+            targets.clone(),
+            None,
+            Reduction::MeanPerToken,
+        );
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(2e-3, model.clone(), grads);
+    }
+}
+
+/// The same teacher-forced output-to-hidden math with burn-nn `Linear`s on one-hot vectors:
+/// `h = tanh(x U + y(t-1) W + b)`, `o = h V + c`, cross-entropy, Adam.
+#[derive(Module, Debug)]
+struct BurnNnJordan<B: Backend> {
+    input: Linear<B>,
+    feedback: Linear<B>,
+    head: Linear<B>,
+}
+
+fn burn_nn_jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
+    let device = Default::default();
+    let mut model = BurnNnJordan::<B> {
+        input: LinearConfig::new(shape.vocab, shape.hidden).init(&device),
+        feedback: LinearConfig::new(shape.vocab, shape.hidden)
+            .with_bias(false)
+            .init(&device),
+        head: LinearConfig::new(shape.hidden, shape.vocab).init(&device),
+    };
+    let mut optimizer = AdamConfig::new().init();
+    let (batch, time, vocab) = (shape.batch, shape.time, shape.vocab);
+    let inputs = random_ids::<B>(batch, time, vocab, &device)
+        .one_hot::<3>(vocab)
+        .float();
+    let targets = random_ids::<B>(batch, time, vocab, &device);
+    // y(t-1): zeros at t = 0, then the targets shifted by one step.
+    let previous = Tensor::cat(
+        vec![
+            Tensor::<B, 3>::zeros([batch, 1, vocab], &device),
+            targets
+                .clone()
+                .slice([0..batch, 0..time - 1])
+                .one_hot::<3>(vocab)
+                .float(),
+        ],
+        1,
+    );
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    move || {
+        let h =
+            (model.input.forward(inputs.clone()) + model.feedback.forward(previous.clone())).tanh();
+        let logits = model.head.forward(h).reshape([batch * time, vocab]);
+        let loss = loss_fn.forward(logits, targets.clone().reshape([batch * time]));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(2e-3, model.clone(), grads);
+    }
+}
+
+const GEN_STREAMS: usize = 32;
+const GEN_TOKENS: usize = 256;
+
+/// unfold's batched free-running generation (temperature 1 sampling).
+fn unfold_generate<B: Backend>() -> impl FnMut() {
+    let device = Default::default();
+    let model: ElmanRnn<B> = ElmanRnnConfig::new(65, 256, 65).init(&device);
+    let prompts: Vec<Vec<usize>> = (0..GEN_STREAMS)
+        .map(|i| vec![i % 65, (i * 7) % 65])
+        .collect();
+    let config = GenerateConfig::new(GEN_TOKENS).with_sampling(Sampling::Temperature(1.0));
+    move || {
+        generate(&model, &prompts, &config, &device).unwrap();
+    }
+}
+
+/// The same generation with burn-nn: `Rnn` one step at a time on one-hot tokens, `Linear`,
+/// softmax, sampling by Burn's own `multinomial`-free route: the cumulative sum against a
+/// uniform draw, all on the device.
+fn burn_nn_generate<B: Backend>() -> impl FnMut() {
+    let device: B::Device = Default::default();
+    let shape = Shape {
+        batch: GEN_STREAMS,
+        ..STANDARD
+    };
+    let model = burn_nn_model::<B>(shape, &device);
+    let vocab = shape.vocab;
+    move || {
+        let prompts = random_ids::<B>(GEN_STREAMS, 2, vocab, &device);
+        let (_, mut state) = model.rnn.forward(prompts.one_hot::<3>(vocab).float(), None);
+        for _ in 0..GEN_TOKENS {
+            let logits = model.head.forward(state.hidden.clone());
+            let probs = burn::tensor::activation::softmax(logits, 1);
+            let draw = Tensor::<B, 2>::random(
+                [GEN_STREAMS, 1],
+                burn::tensor::Distribution::Uniform(0.0, 1.0),
+                &device,
+            );
+            // token = number of classes whose cumulative probability is below the draw
+            let token: Tensor<B, 2, Int> = probs
+                .cumsum(1)
+                .lower(draw.expand([GEN_STREAMS, vocab]))
+                .int()
+                .sum_dim(1)
+                .clamp(0, vocab as i64 - 1);
+            let x = token.one_hot::<3>(vocab).float(); // [streams, 1, vocab]
+            let (_, next) = model
+                .rnn
+                .forward(x, Some(RnnState::new(state.hidden.clone())));
+            state = next;
+        }
+        let _ = state.hidden.into_data();
+    }
+}
+
+/// Where a standard training step's time goes: the whole step split into forward, backward and
+/// optimizer by wall clock, and each fused kernel timed alone on the inner backend.
+fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
+    type Inner = backend::Backend;
+    let shape = STANDARD;
+    let device = Default::default();
+    let mut out = Vec::new();
+    let reps = if quick { 5 } else { 30 };
+
+    // The whole step, phase by phase.
+    let mut model: ElmanRnn<TrainBackend> =
+        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let mut optimizer = AdamConfig::new().init();
+    let inputs = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
+    let targets = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
+    let mut phases = [0.0f64; 3];
+    let mut cpu_phases = [0.0f64; 3];
+    let origin = Instant::now();
+    let now = || origin.elapsed().as_secs_f64();
+    let cpu_now = || thread_cpu_ns() as f64 * 1e-9;
+    for rep in 0..reps + 2 {
+        let (t0, c0) = (now(), cpu_now());
+        let loss = model
+            .loss(
+                inputs.clone(),
+                targets.clone(),
+                &UnrollOptions::new(),
+                Reduction::MeanPerToken,
+            )
+            .loss;
+        let (t1, c1) = (now(), cpu_now());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (t2, c2) = (now(), cpu_now());
+        model = optimizer.step(2e-3, model.clone(), grads);
+        let (t3, c3) = (now(), cpu_now());
+        if rep >= 2 {
+            phases[0] += t1 - t0;
+            phases[1] += t2 - t1;
+            phases[2] += t3 - t2;
+            cpu_phases[0] += c1 - c0;
+            cpu_phases[1] += c2 - c1;
+            cpu_phases[2] += c3 - c2;
+        }
+    }
+    let ms = |s: f64| s * 1e3 / reps as f64;
+    let names = [
+        "step: forward (model.loss)",
+        "step: backward (loss.backward + from_grads)",
+        "step: optimizer (Adam)",
+    ];
+    for (i, name) in names.into_iter().enumerate() {
+        out.push((name.into(), ms(phases[i]), ms(cpu_phases[i])));
+    }
+
+    // Each kernel alone, on the inner backend.
+    let (b, t, h, v) = (shape.batch, shape.time, shape.hidden, shape.vocab);
+    let rnn = model.valid();
+    let ids = random_ids::<Inner>(b, t, v, &device);
+    let y = random_ids::<Inner>(b * t, 1, v, &device).reshape([b * t]);
+    let prim = |x: Tensor<Inner, 2>| x.into_primitive().tensor();
+    let prim3 = |x: Tensor<Inner, 3>| x.into_primitive().tensor();
+    let steps = Steps {
+        time: t,
+        reverse: false,
+        lengths: None,
+    };
+    let rows = NllRows {
+        time: t,
+        lengths: None,
+        scale: 1.0 / (b * t) as f64,
+    };
+    let mut time_it = |name: &str, f: &mut dyn FnMut()| {
+        f();
+        let (cpu, started) = (thread_cpu_ns(), Instant::now());
+        for _ in 0..reps {
+            f();
+        }
+        out.push((
+            name.to_string(),
+            started.elapsed().as_secs_f64() * 1e3 / reps as f64,
+            (thread_cpu_ns() - cpu) as f64 * 1e-6 / reps as f64,
+        ));
+    };
+    let drive = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
+    time_it("input forward (U[x] + b: embedding gather)", &mut || {
+        let _ = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
+    });
+    time_it(
+        "input backward (∂U scatter-add, ∂b column sums)",
+        &mut || {
+            let d_u = Inner::embedding_backward(
+                prim(rnn.cell.u.val()),
+                prim3(drive.clone()),
+                ids.clone().into_primitive(),
+            );
+            let _ = Tensor::<Inner, 2>::from_primitive(TensorPrimitive::Float(d_u));
+            let _ = drive.clone().reshape([b * t, h]).sum_dim(0);
+        },
+    );
+    let w = prim(rnn.cell.w.val());
+    let h0 = prim(Tensor::<Inner, 2>::zeros([b, h], &device));
+    let states = Inner::tanh_recurrence(prim3(drive.clone()), w.clone(), h0.clone(), &steps);
+    time_it("recurrence forward (fused)", &mut || {
+        let _ = Inner::tanh_recurrence(prim3(drive.clone()), w.clone(), h0.clone(), &steps);
+    });
+    time_it("recurrence backward (fused BPTT, incl. ∂W)", &mut || {
+        let _ = Inner::tanh_recurrence_backward(
+            states.clone(),
+            states.clone(),
+            w.clone(),
+            h0.clone(),
+            &steps,
+        );
+    });
+    let h_rows = Tensor::<Inner, 3>::from_primitive(TensorPrimitive::Float(states.clone()))
+        .reshape([b * t, h]);
+    let (vw, c) = (
+        prim(rnn.readout.v.val()),
+        rnn.readout
+            .c
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_primitive()
+            .tensor(),
+    );
+    let (_, g) = Inner::readout_nll(
+        prim(h_rows.clone()),
+        vw.clone(),
+        c.clone(),
+        y.clone().into_primitive(),
+        &rows,
+        true,
+    );
+    let g = g.unwrap();
+    time_it("head + loss forward (fused, writes G)", &mut || {
+        let _ = Inner::readout_nll(
+            prim(h_rows.clone()),
+            vw.clone(),
+            c.clone(),
+            y.clone().into_primitive(),
+            &rows,
+            true,
+        );
+    });
+    let one = Tensor::<Inner, 1>::ones([1], &device)
+        .into_primitive()
+        .tensor();
+    time_it("head + loss backward (∂h, ∂V, ∂c)", &mut || {
+        let _ =
+            Inner::readout_nll_backward(one.clone(), g.clone(), prim(h_rows.clone()), vw.clone());
+    });
+    out
+}
+
+/// The PyTorch rows for `workload` (a name fragment the script understands), or a note.
+fn pytorch_rows(workload: &str, quick: bool) -> Vec<Row> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pytorch_reference.py");
+    let python = std::env::var("UNFOLD_BENCH_PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new("/tmp/torchvenv/bin/python").exists() {
+            "/tmp/torchvenv/bin/python".into()
+        } else {
+            "python3".into()
+        }
+    });
+    let mut command = Command::new(&python);
+    command
+        .arg(script)
+        .arg("--json")
+        .arg("--only")
+        .arg(workload);
+    if quick {
+        command.arg("--quick");
+    }
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("PyTorch reference skipped: cannot run {python}: {e}");
+            return Vec::new();
+        }
+    };
+    if workload == "breakdown" {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr)); // the profiler's table
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut rows = Vec::new();
+    for line in stdout.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.get("workload").is_some() => rows.push(Row {
+                workload: v["workload"].as_str().unwrap_or_default().to_string(),
+                system: v["system"].as_str().unwrap_or_default().to_string(),
+                ms_per_step: v["ms"].as_f64().unwrap_or(f64::NAN),
+                tokens_per_s: v["tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+                peak_mib: v["peak_mib"].as_f64().unwrap_or(f64::NAN),
+                cpu_ms: v["cpu_ms"].as_f64().unwrap_or(f64::NAN),
+            }),
+            _ => eprintln!("  {line}"),
+        }
+    }
+    rows
+}
+
+fn report(rows: &mut Vec<Row>, workload: &str, system: &str, tokens: f64, m: &Measured) {
+    eprintln!(
+        "{workload:<44} {system:<48} {:>9.1} ms/step ({:>6.1} ms CPU, main thread) {:>10.0} tokens/s {:>8.1} MiB {:>8.0} allocs/step",
+        m.ms,
+        m.cpu_ms,
+        tokens / m.ms * 1e3,
+        m.peak_mib,
+        m.allocs_per_step
+    );
+    rows.push(Row {
+        workload: workload.to_string(),
+        system: system.to_string(),
+        ms_per_step: m.ms,
+        tokens_per_s: tokens / m.ms * 1e3,
+        peak_mib: m.peak_mib,
+        cpu_ms: m.cpu_ms,
+    });
+}
+
+type Step = Box<dyn FnMut()>;
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let no_python = args.iter().any(|a| a == "--no-pytorch");
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let (steps, min_time) = if quick {
@@ -177,104 +610,180 @@ fn main() {
     );
 
     let mut rows = Vec::new();
-    let shapes = [
+    let large = Shape {
+        batch: 64,
+        time: 128,
+        hidden: 1024,
+        vocab: 65,
+    };
+    // (workload, the PyTorch script's name for it, shape, systems)
+    let workloads: Vec<(&str, &str, Shape, Vec<(&str, Step)>)> = vec![
         (
             "train standard (B32 T64 H256 V65)",
-            Shape {
-                batch: 32,
-                time: 64,
-                hidden: 256,
-                vocab: 65,
-            },
+            "standard",
+            STANDARD,
+            vec![
+                (
+                    "unfold ElmanRnn (fused BPTT + fused head)",
+                    Box::new(unfold_step::<TrainBackend>(STANDARD, Head::Fused)) as Step,
+                ),
+                (
+                    "unfold ElmanRnn (fused BPTT, unfused head)",
+                    Box::new(unfold_step::<TrainBackend>(STANDARD, Head::Unfused)),
+                ),
+                (
+                    "burn-nn Rnn + Linear",
+                    Box::new(burn_nn_step::<TrainBackend>(STANDARD)),
+                ),
+            ],
         ),
         (
             "train large (B64 T128 H1024 V65)",
-            Shape {
-                batch: 64,
-                time: 128,
-                hidden: 1024,
-                vocab: 65,
-            },
+            "large",
+            large,
+            vec![
+                (
+                    "unfold ElmanRnn (fused BPTT + fused head)",
+                    Box::new(unfold_step::<TrainBackend>(large, Head::Fused)) as Step,
+                ),
+                (
+                    "burn-nn Rnn + Linear",
+                    Box::new(burn_nn_step::<TrainBackend>(large)),
+                ),
+            ],
+        ),
+        (
+            "train Jordan teacher-forced (B32 T64 H256 V65)",
+            "jordan",
+            STANDARD,
+            vec![
+                (
+                    "unfold JordanRnn (teacher forcing, fused head)",
+                    Box::new(jordan_step::<TrainBackend>(STANDARD)) as Step,
+                ),
+                (
+                    "burn-nn Linear x3 (same math)",
+                    Box::new(burn_nn_jordan_step::<TrainBackend>(STANDARD)),
+                ),
+            ],
         ),
     ];
-    for (name, shape) in shapes {
+    for (name, py_name, shape, systems) in workloads {
         if !wanted(name) {
             continue;
         }
-        let large = shape.hidden > 512;
-        let (steps, min_time) = if large {
-            (steps.min(5), min_time / 3)
+        let (steps, min_time) = if shape.hidden > 512 {
+            (steps.min(3), min_time / 3)
         } else {
             (steps, min_time)
         };
         let tokens = (shape.batch * shape.time) as f64;
-        let systems: [(&'static str, Box<dyn FnMut()>); 3] = [
-            (
-                "unfold ElmanRnn (fused BPTT)",
-                Box::new(unfold_step::<TrainBackend>(shape, false)),
-            ),
-            (
-                "unfold ElmanRnn (recorded per-step autodiff)",
-                Box::new(unfold_step::<TrainBackend>(shape, true)),
-            ),
-            (
-                "burn-nn Rnn + Linear",
-                Box::new(burn_nn_step::<TrainBackend>(shape)),
-            ),
-        ];
         for (system, mut step) in systems {
-            let (ms, peak) = measure(2, steps, min_time, &mut step);
-            eprintln!(
-                "{name:<36} {system:<46} {ms:>9.1} ms/step {:>10.0} tokens/s {peak:>8.1} MiB",
-                tokens / ms * 1e3
-            );
-            rows.push(Row {
-                workload: name.to_string(),
-                system,
-                ms_per_step: ms,
-                tokens_per_s: tokens / ms * 1e3,
-                peak_mib: peak,
-            });
+            let m = measure(2, steps, min_time, &mut step);
+            report(&mut rows, name, system, tokens, &m);
+        }
+        if !no_python {
+            rows.extend(pytorch_rows(py_name, quick));
         }
     }
 
     let name = "generate (32 streams x 256 tokens, H256 V65)";
     if wanted(name) {
-        let device = Default::default();
-        let model: ElmanRnn<backend::Backend> = ElmanRnnConfig::new(65, 256, 65).init(&device);
-        let prompts: Vec<Vec<usize>> = (0..32).map(|i| vec![i % 65, (i * 7) % 65]).collect();
-        let config = GenerateConfig::new(256).with_sampling(Sampling::Temperature(1.0));
-        let (ms, peak) = measure(1, steps.min(5), min_time, || {
-            generate(&model, &prompts, &config, &device).unwrap();
-        });
-        let tokens = (32 * 256) as f64;
-        eprintln!(
-            "{name:<36} {:<46} {ms:>9.1} ms/run  {:>10.0} tokens/s {peak:>8.1} MiB",
-            "unfold generate (batched)",
-            tokens / ms * 1e3
-        );
-        rows.push(Row {
-            workload: name.to_string(),
-            system: "unfold generate (batched)",
-            ms_per_step: ms,
-            tokens_per_s: tokens / ms * 1e3,
-            peak_mib: peak,
-        });
+        let tokens = (GEN_STREAMS * GEN_TOKENS) as f64;
+        let systems: Vec<(&str, Step)> = vec![
+            (
+                "unfold generate (batched)",
+                Box::new(unfold_generate::<backend::Backend>()),
+            ),
+            (
+                "burn-nn Rnn + Linear (step by step)",
+                Box::new(burn_nn_generate::<backend::Backend>()),
+            ),
+        ];
+        for (system, mut run) in systems {
+            let m = measure(1, steps.min(5), min_time, &mut run);
+            report(&mut rows, name, system, tokens, &m);
+        }
+        if !no_python {
+            rows.extend(pytorch_rows("generate", quick));
+        }
     }
 
-    // The table, with each row's speed relative to burn-nn on the same workload.
-    println!("| workload | system | ms/step | tokens/s | vs burn-nn | peak MiB |");
-    println!("|---|---|---|---|---|---|");
-    for row in &rows {
-        let baseline = rows
+    if wanted("breakdown") {
+        println!("\n| standard step (B32 T64 H256 V65) | wall ms | CPU ms (unfold: main thread; PyTorch: all threads) |\n|---|---|---|");
+        for (part, ms, cpu_ms) in breakdown(quick) {
+            println!("| unfold: {part} | {ms:.2} | {cpu_ms:.2} |");
+        }
+        if !no_python {
+            for row in pytorch_rows("breakdown", quick) {
+                println!(
+                    "| PyTorch: {} | {:.2} | {:.2} |",
+                    row.system, row.ms_per_step, row.cpu_ms
+                );
+            }
+        }
+    }
+
+    if wanted("scale") {
+        println!("\n| scale (H256 V65, unfold fused) | ms/step | µs/token | tokens/s | peak MiB | allocs/step |");
+        println!("|---|---|---|---|---|---|");
+        let lengths: &[usize] = if quick {
+            &[64, 256, 1024]
+        } else {
+            &[64, 256, 1024, 4096]
+        };
+        let shapes = lengths
             .iter()
-            .find(|r| r.workload == row.workload && r.system.starts_with("burn-nn"));
-        let ratio = baseline.map_or("—".to_string(), |b| {
-            format!("{:.1}×", row.tokens_per_s / b.tokens_per_s)
-        });
+            .map(|&time| Shape { time, ..STANDARD })
+            .chain([8, 16, 64, 128].map(|batch| Shape { batch, ..STANDARD }));
+        for shape in shapes {
+            let mut step = unfold_step::<TrainBackend>(shape, Head::Fused);
+            let m = measure(
+                1,
+                if shape.time > 1024 { 2 } else { 3 },
+                Duration::ZERO,
+                &mut step,
+            );
+            let tokens = (shape.batch * shape.time) as f64;
+            println!(
+                "| B{} T{} | {:.1} | {:.2} | {:.0} | {:.1} | {:.0} |",
+                shape.batch,
+                shape.time,
+                m.ms,
+                m.ms * 1e3 / tokens,
+                tokens / m.ms * 1e3,
+                m.peak_mib,
+                m.allocs_per_step
+            );
+        }
+    }
+
+    if rows.is_empty() {
+        return;
+    }
+    // The table, with each row's speed relative to burn-nn and to PyTorch on the same workload.
+    println!(
+        "\n| workload | system | ms/step | CPU ms/step | tokens/s | vs burn-nn | vs PyTorch | peak MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        let ratio = |prefix: &str| {
+            rows.iter()
+                .find(|r| r.workload == row.workload && r.system.starts_with(prefix))
+                .map_or("—".to_string(), |b| {
+                    format!("{:.2}×", row.tokens_per_s / b.tokens_per_s)
+                })
+        };
         println!(
-            "| {} | {} | {:.1} | {:.0} | {} | {:.1} |",
-            row.workload, row.system, row.ms_per_step, row.tokens_per_s, ratio, row.peak_mib
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} |",
+            row.workload,
+            row.system,
+            row.ms_per_step,
+            row.cpu_ms,
+            row.tokens_per_s,
+            ratio("burn-nn"),
+            ratio("PyTorch"),
+            row.peak_mib
         );
     }
 }

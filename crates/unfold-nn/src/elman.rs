@@ -138,6 +138,15 @@ pub struct RnnOutput<B: Backend> {
     pub last: Tensor<B, 2>,
 }
 
+/// What [`ElmanRnn::try_loss`] returns.
+#[derive(Debug, Clone)]
+pub struct RnnLoss<B: Backend> {
+    /// The reduced sequence negative log-likelihood, `[1]`.
+    pub loss: Tensor<B, 1>,
+    /// Each sequence's final state `[batch, hidden_size]`, to carry into the next chunk.
+    pub last: Tensor<B, 2>,
+}
+
 impl ElmanRnnConfig {
     /// Checks the sizes, then initialises an [`ElmanRnn`] on `device`.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<ElmanRnn<B>> {
@@ -146,6 +155,7 @@ impl ElmanRnnConfig {
             ("hidden_size", self.hidden_size),
             ("output_size", self.output_size),
         ])?;
+        crate::error::check_initializer(&self.initializer)?;
         let cell = ElmanCellConfig::new(self.input_size, self.hidden_size)
             .with_bias(self.bias)
             .with_initializer(self.initializer.clone())
@@ -190,6 +200,42 @@ impl<B: Backend> ElmanRnn<B> {
         options: &UnrollOptions<B>,
     ) -> RnnOutput<B> {
         self.try_forward(input, options)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The training loss in one pass: the sequence negative log-likelihood of `targets`
+    /// `[batch, time]` under the model's outputs, equal (values and gradients) to
+    /// `sequence_nll(forward(input).logits, targets, lengths, reduction)` with the lengths of
+    /// `options`, but with the readout, log-softmax and loss fused into one operation (see
+    /// [`try_readout_nll`](crate::loss::try_readout_nll)): the logits are never materialised as
+    /// a tensor. Use [`try_forward`](Self::try_forward) when you want the logits themselves.
+    pub fn try_loss(
+        &self,
+        input: impl Into<SequenceInput<B>>,
+        targets: Tensor<B, 2, burn::tensor::Int>,
+        options: &UnrollOptions<B>,
+        reduction: crate::loss::Reduction,
+    ) -> Result<RnnLoss<B>> {
+        let Unrolled { states, last } = unroll(&self.cell, input, options)?;
+        let loss = crate::loss::try_readout_nll(
+            states,
+            &self.readout,
+            targets,
+            options.lengths.as_deref(),
+            reduction,
+        )?;
+        Ok(RnnLoss { loss, last })
+    }
+
+    /// [`try_loss`](Self::try_loss), panicking with its error message.
+    pub fn loss(
+        &self,
+        input: impl Into<SequenceInput<B>>,
+        targets: Tensor<B, 2, burn::tensor::Int>,
+        options: &UnrollOptions<B>,
+        reduction: crate::loss::Reduction,
+    ) -> RnnLoss<B> {
+        self.try_loss(input, targets, options, reduction)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -12,6 +12,8 @@ use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fused::head::{self, NllRows};
+use crate::readout::Readout;
 use crate::recurrence::{valid_mask, validate_lengths};
 
 /// How the per-step losses `L(t)` of a batch are combined.
@@ -50,10 +52,37 @@ pub fn try_sequence_nll<B: Backend>(
     reduction: Reduction,
 ) -> Result<Tensor<B, 1>> {
     let [batch, time, classes] = logits.dims();
+    let tokens = check_targets(&logits.dims(), &targets, classes, lengths)?;
+    let device = logits.device();
+    let log_p = target_log_probs(logits, targets);
+    let total = match lengths {
+        None => log_p.sum(),
+        Some(lengths) => {
+            let padding = valid_mask::<B>(lengths, time, &device).bool_not();
+            log_p.mask_fill(padding, 0.0).sum()
+        }
+    };
+    let nll = total.neg();
+    Ok(match reduction {
+        Reduction::Sum => nll,
+        Reduction::MeanPerToken => nll / tokens as f64,
+        Reduction::MeanPerSequence => nll / batch as f64,
+    })
+}
+
+/// Checks the targets `[batch, time]` (ids in `0..classes`) and lengths against the shape
+/// `logits_dims` of what they score (`[batch, time, …]`); returns the number of valid tokens.
+fn check_targets<B: Backend>(
+    logits_dims: &[usize; 3],
+    targets: &Tensor<B, 2, Int>,
+    classes: usize,
+    lengths: Option<&[usize]>,
+) -> Result<usize> {
+    let [batch, time, _] = *logits_dims;
     if batch == 0 || time == 0 {
         return Err(Error::Empty {
             arg: "logits",
-            what: format!("shape {:?} has no steps", logits.dims()),
+            what: format!("shape {logits_dims:?} has no steps"),
         });
     }
     if targets.dims() != [batch, time] {
@@ -74,22 +103,79 @@ pub fn try_sequence_nll<B: Backend>(
             });
         }
     }
-    let device = logits.device();
-    let log_p = target_log_probs(logits, targets);
-    let (total, tokens) = match lengths {
-        None => (log_p.sum(), batch * time),
+    match lengths {
+        None => Ok(batch * time),
         Some(lengths) => {
             validate_lengths(lengths, batch, time)?;
-            let padding = valid_mask::<B>(lengths, time, &device).bool_not();
-            (log_p.mask_fill(padding, 0.0).sum(), lengths.iter().sum())
+            Ok(lengths.iter().sum())
         }
+    }
+}
+
+/// The sequence negative log-likelihood of the readout `o = c + V h` of `states`, as one fused
+/// operation: the same value and gradients as
+/// `try_sequence_nll(readout.forward(states), targets, lengths, reduction)`, without recording
+/// the logits, the log-softmax and the mask as separate graph nodes (see
+/// [`fused::head`](crate::fused::head)). Backends without a fused implementation take exactly
+/// that unfused path.
+///
+/// - `states`: `h(t)`, `[batch, time, hidden]`.
+/// - `targets`: `y(t)`, `[batch, time]`, ids in `0..readout.output_size()`.
+/// - `lengths`: valid steps per sequence (`1..=time`); steps after them are ignored.
+pub fn try_readout_nll<B: Backend>(
+    states: Tensor<B, 3>,
+    readout: &Readout<B>,
+    targets: Tensor<B, 2, Int>,
+    lengths: Option<&[usize]>,
+    reduction: Reduction,
+) -> Result<Tensor<B, 1>> {
+    let [batch, time, hidden] = states.dims();
+    if hidden != readout.hidden_size() {
+        return Err(Error::shape(
+            "states",
+            format!("[batch, time, {}]", readout.hidden_size()),
+            &states.dims(),
+        ));
+    }
+    let Some(run) = head::runner::<B>() else {
+        return try_sequence_nll(readout.forward(states), targets, lengths, reduction);
     };
-    let nll = total.neg();
-    Ok(match reduction {
-        Reduction::Sum => nll,
-        Reduction::MeanPerToken => nll / tokens as f64,
-        Reduction::MeanPerSequence => nll / batch as f64,
-    })
+    let classes = readout.output_size();
+    let tokens = check_targets(&states.dims(), &targets, classes, lengths)?;
+    let scale = match reduction {
+        Reduction::Sum => 1.0,
+        Reduction::MeanPerToken => 1.0 / tokens as f64,
+        Reduction::MeanPerSequence => 1.0 / batch as f64,
+    };
+    let rows = NllRows {
+        time,
+        lengths: lengths.map(<[usize]>::to_vec),
+        scale,
+    };
+    let v = readout.v.val();
+    // No bias: a constant zero `c` (untracked, so it gets no gradient).
+    let c = match &readout.c {
+        Some(c) => c.val(),
+        None => Tensor::zeros([classes], (&v.device(), v.dtype())),
+    };
+    Ok(run(
+        states.reshape([batch * time, hidden]),
+        v,
+        c,
+        targets.reshape([batch * time]),
+        &rows,
+    ))
+}
+
+/// [`try_readout_nll`], panicking with its error message.
+pub fn readout_nll<B: Backend>(
+    states: Tensor<B, 3>,
+    readout: &Readout<B>,
+    targets: Tensor<B, 2, Int>,
+    lengths: Option<&[usize]>,
+    reduction: Reduction,
+) -> Tensor<B, 1> {
+    try_readout_nll(states, readout, targets, lengths, reduction).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`try_sequence_nll`], panicking with its error message.

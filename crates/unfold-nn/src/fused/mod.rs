@@ -23,8 +23,13 @@
 //! autodiff over either), falling back to the recorded per-step loop elsewhere.
 
 mod generic;
+pub mod head;
 #[cfg(feature = "ndarray")]
 mod host;
+#[cfg(feature = "ndarray")]
+mod host_head;
+
+pub use head::{NllRows, ReadoutLossBackend, ReadoutNllGrads};
 
 #[allow(unused_imports)] // TypeId: used by `find!` when a backend feature is on
 use std::any::{Any, TypeId};
@@ -232,7 +237,7 @@ fn run_as<B: Backend, R: RecurrentBackend>(
 
 /// Moves a value to the type it is known to have.
 #[cfg_attr(not(any(feature = "ndarray", feature = "wgpu")), allow(dead_code))]
-fn same_type<From: 'static, To: 'static>(value: From) -> To {
+pub(crate) fn same_type<From: 'static, To: 'static>(value: From) -> To {
     *(Box::new(value) as Box<dyn Any>)
         .downcast::<To>()
         .expect("runner() matched the backend type")
