@@ -33,8 +33,7 @@ use unfold::cli::{self, CommonArgs, Defaults};
 use unfold::data::{sequential_batches, Corpus, TokenBatch, Vocab, WindowSampler};
 use unfold::nn::clip::clip_global_norm;
 use unfold::nn::{
-    bits_per_token, perplexity, sample, sequence_nll, ElmanRnn, ElmanRnnConfig, Reduction, Result,
-    UnrollOptions,
+    bits_per_token, perplexity, sample, ElmanRnn, ElmanRnnConfig, Reduction, Result, UnrollOptions,
 };
 use unfold::output::{self, LoopState, RunDir};
 use unfold::viz::{write_loss_curves, LossHistory};
@@ -227,8 +226,15 @@ fn run(args: Args) -> Result<()> {
     }
     for step in first_step..=common.steps {
         let TokenBatch { inputs, targets } = sampler.next_batch::<TrainBackend>(&device);
-        let output = model.try_forward(inputs, &UnrollOptions::new())?;
-        let loss = sequence_nll(output.logits, targets, None, Reduction::MeanPerToken);
+        // Readout, log-softmax and NLL as one fused operation (the logits never materialise).
+        let loss = model
+            .try_loss(
+                inputs,
+                targets,
+                &UnrollOptions::new(),
+                Reduction::MeanPerToken,
+            )?
+            .loss;
         let loss_value = loss.clone().into_scalar() as f64;
         // Stops before the step is applied (nothing saved after it), or skips it.
         if guard
@@ -367,9 +373,13 @@ fn evaluate(model: &ElmanRnn<Backend>, batches: &[TokenBatch<Backend>]) -> Resul
     let mut total = 0.0;
     let mut tokens = 0;
     for batch in batches {
-        let output = model.try_forward(batch.inputs.clone(), &UnrollOptions::new())?;
-        total += sequence_nll(output.logits, batch.targets.clone(), None, Reduction::Sum)
-            .into_scalar() as f64;
+        let loss = model.try_loss(
+            batch.inputs.clone(),
+            batch.targets.clone(),
+            &UnrollOptions::new(),
+            Reduction::Sum,
+        )?;
+        total += loss.loss.into_scalar() as f64;
         tokens += batch.batch_size() * batch.seq_len();
     }
     Ok(total / tokens as f64)
