@@ -11,6 +11,10 @@
 //! - [`kernel`], [`fused`]: the serial part of the Elman recurrence behind one function, run as
 //!   one autodiff operation with a hand-written BPTT backward where the backend allows.
 //! - [`clip`]: gradient clipping by the global norm over all parameters.
+//! - `import` (feature `pytorch`): PyTorch `nn.RNN` (+ `nn.Linear`) weights from safetensors
+//!   files, into [`ElmanRnn`], [`SequenceEncoder`] and [`SequenceClassifier`].
+//! - `train` (feature `train`): burn-train's `TrainStep`/`InferenceStep` for every model, so
+//!   they train with Burn's `Learner`.
 //!
 //! Every module is generic over Burn's [`Backend`](burn::tensor::backend::Backend); training
 //! needs an `AutodiffBackend`, and gradients are back-propagation through time by Burn's
@@ -22,6 +26,8 @@ pub mod clip;
 pub mod elman;
 pub mod error;
 pub mod fused;
+#[cfg(feature = "pytorch")]
+pub mod import;
 mod init;
 pub mod jordan;
 pub mod kernel;
@@ -29,6 +35,8 @@ pub mod loss;
 pub mod readout;
 pub mod recurrence;
 pub mod sample;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use classifier::{
     accuracy, classification_nll, mean_squared_error, try_accuracy, try_classification_nll,
@@ -36,16 +44,23 @@ pub use classifier::{
     SequenceClassifierConfig, SequenceEncoder, SequenceEncoderConfig,
 };
 pub use clip::{clip_global_norm, global_norm};
-pub use elman::{ElmanCell, ElmanCellConfig, ElmanRnn, ElmanRnnConfig, RnnOutput};
+pub use elman::{ElmanCell, ElmanCellConfig, ElmanRnn, ElmanRnnConfig, RnnLoss, RnnOutput};
 pub use error::{Error, Result};
+#[cfg(feature = "pytorch")]
+pub use import::{LoadPytorch, PytorchNames, PytorchRnnShape};
 pub use init::default_initializer;
 pub use jordan::{
     ElmanJordanRnn, ElmanJordanRnnConfig, Feedback, Forcing, JordanOutput, JordanRnn,
     JordanRnnConfig, TeacherSchedule,
 };
-pub use loss::{bits_per_token, perplexity, sequence_nll, try_sequence_nll, Reduction};
+pub use loss::{
+    bits_per_token, perplexity, readout_nll, sequence_nll, try_readout_nll, try_sequence_nll,
+    Reduction,
+};
 pub use readout::{Readout, ReadoutConfig};
 pub use recurrence::{
     unroll, unroll_dynamics, Dynamics, Recurrence, SequenceInput, StepPlan, UnrollOptions, Unrolled,
 };
 pub use sample::{generate, Autoregressive, GenerateConfig, Sampling};
+#[cfg(feature = "train")]
+pub use train::{ClassificationBatch, RegressionBatch, SequenceBatch, SequenceRegressor};
