@@ -281,6 +281,45 @@ fn elman_forward_loss_and_gradients_match_ndarray() {
 
 /// The fused recurrence (one autodiff node, BPTT by hand) is the path `Autodiff<Wgpu>` takes,
 /// and equals both the recorded per-step loop on wgpu and the fused path on ndarray.
+/// `ElmanRnn::loss` (readout + log-softmax + NLL as one operation: the host kernel on ndarray,
+/// the generic tensor-op default on wgpu) gives the same loss and gradients on both backends.
+#[test]
+fn fused_loss_matches_ndarray() {
+    let config = ElmanRnnConfig::new(VOCAB, HIDDEN, VOCAB);
+    let (cpu_model, gpu_model) = same_weights(
+        config.init::<Cpu>(&cpu_device()),
+        config.init::<Cpu>(&cpu_device()),
+        config.init::<Gpu>(&gpu_device()),
+    );
+    let tokens = ids([BATCH, TIME], VOCAB, 5);
+    let targets = ids([BATCH, TIME], VOCAB, 6);
+
+    fn run<B: AutodiffBackend>(
+        model: &unfold::nn::ElmanRnn<B>,
+        device: &B::Device,
+        tokens: &TensorData,
+        targets: &TensorData,
+    ) -> Pass {
+        let options = UnrollOptions::new().with_lengths(LENGTHS);
+        let out = model.loss(
+            int::<B, 2>(tokens, device),
+            int(targets, device),
+            &options,
+            Reduction::MeanPerToken,
+        );
+        let grads = out.loss.backward();
+        let mut pass = Pass::default();
+        pass.push("loss", out.loss.inner());
+        pass.push("last", out.last.inner());
+        param_grads(model, &grads, &mut pass);
+        pass
+    }
+
+    let cpu = run(&cpu_model, &cpu_device(), &tokens, &targets);
+    let gpu = run(&gpu_model, &gpu_device(), &tokens, &targets);
+    assert_close("elman fused loss", &cpu, &gpu);
+}
+
 #[test]
 fn fused_recurrence_on_wgpu_matches_the_recorded_loop_and_ndarray() {
     assert!(
