@@ -16,9 +16,6 @@
 //! defaults in Burn tensor operations (every backend, wgpu included), an `Autodiff` node, a host
 //! kernel for ndarray, and [`runner`] to find the implementation by backend type.
 
-#[allow(unused_imports)] // TypeId: used by `find!` when a backend feature is on
-use std::any::TypeId;
-
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -28,7 +25,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 
-#[allow(unused_imports)] // used by `find!` when a backend feature is on
+#[allow(unused_imports)] // used by `return_fused_runner!` when a backend feature is on
 use super::same_type;
 
 /// Which rows count in the loss, and by how much: row `r = b·time + t` weighs `scale` when
@@ -200,29 +197,7 @@ pub type Runner<B> =
 /// The fused readout loss for backend `B`, if one is implemented; `None` means "record the
 /// readout and the loss op by op instead". Found by type, as [`super::runner`] is.
 pub fn runner<B: Backend>() -> Option<Runner<B>> {
-    #[allow(unused_macros)] // with no backend feature on, nothing has a fused implementation
-    macro_rules! find {
-        ($($backend:ty),* $(,)?) => {$(
-            if TypeId::of::<B>() == TypeId::of::<$backend>() {
-                return Some(run_as::<B, $backend>);
-            }
-        )*};
-    }
-    #[cfg(feature = "ndarray")]
-    {
-        use burn::backend::NdArray;
-        find!(
-            NdArray<f32>,
-            NdArray<f64>,
-            Autodiff<NdArray<f32>>,
-            Autodiff<NdArray<f64>>
-        );
-    }
-    #[cfg(feature = "wgpu")]
-    {
-        use burn::backend::Wgpu;
-        find!(Wgpu, Autodiff<Wgpu>);
-    }
+    return_fused_runner!(B, run_as);
     None
 }
 

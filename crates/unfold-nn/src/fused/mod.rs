@@ -22,6 +22,39 @@
 //! type and uses the fused operation where an implementation exists (ndarray, wgpu, and
 //! autodiff over either), falling back to the recorded per-step loop elsewhere.
 
+/// `return Some($run_as::<B, X>)` if `B` is one of the listed backends `X`.
+#[allow(unused_macros)] // with no backend feature on, nothing has a fused implementation
+macro_rules! return_if_backend_is {
+    ($b:ident, $run_as:ident, $($backend:ty),+ $(,)?) => {$(
+        if std::any::TypeId::of::<$b>() == std::any::TypeId::of::<$backend>() {
+            return Some($run_as::<$b, $backend>);
+        }
+    )+};
+}
+
+/// The one list of backends with fused kernels (each enabled by its cargo feature), for every
+/// fused operation's `runner`: returns `Some($run_as::<B, X>)` when `B` is one of them.
+macro_rules! return_fused_runner {
+    ($b:ident, $run_as:ident) => {
+        #[cfg(feature = "ndarray")]
+        return_if_backend_is!(
+            $b,
+            $run_as,
+            burn::backend::NdArray<f32>,
+            burn::backend::NdArray<f64>,
+            burn::backend::Autodiff<burn::backend::NdArray<f32>>,
+            burn::backend::Autodiff<burn::backend::NdArray<f64>>,
+        );
+        #[cfg(feature = "wgpu")]
+        return_if_backend_is!(
+            $b,
+            $run_as,
+            burn::backend::Wgpu,
+            burn::backend::Autodiff<burn::backend::Wgpu>,
+        );
+    };
+}
+
 mod generic;
 pub mod head;
 #[cfg(feature = "ndarray")]
@@ -31,8 +64,7 @@ mod host_head;
 
 pub use head::{NllRows, ReadoutLossBackend, ReadoutNllGrads};
 
-#[allow(unused_imports)] // TypeId: used by `find!` when a backend feature is on
-use std::any::{Any, TypeId};
+use std::any::Any;
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -191,29 +223,7 @@ type Runner<B> = fn(Tensor<B, 3>, Tensor<B, 2>, Tensor<B, 2>, &Steps) -> Tensor<
 /// implementation by type: `B` is compared with each backend that implements
 /// [`RecurrentBackend`], and the tensors are moved across with `Any` downcasts (no unsafe code).
 pub fn runner<B: Backend>() -> Option<Runner<B>> {
-    #[allow(unused_macros)] // with no backend feature on, nothing has a fused implementation
-    macro_rules! find {
-        ($($backend:ty),* $(,)?) => {$(
-            if TypeId::of::<B>() == TypeId::of::<$backend>() {
-                return Some(run_as::<B, $backend>);
-            }
-        )*};
-    }
-    #[cfg(feature = "ndarray")]
-    {
-        use burn::backend::NdArray;
-        find!(
-            NdArray<f32>,
-            NdArray<f64>,
-            Autodiff<NdArray<f32>>,
-            Autodiff<NdArray<f64>>
-        );
-    }
-    #[cfg(feature = "wgpu")]
-    {
-        use burn::backend::Wgpu;
-        find!(Wgpu, Autodiff<Wgpu>);
-    }
+    return_fused_runner!(B, run_as);
     None
 }
 
