@@ -329,29 +329,12 @@ fn run(args: Args) -> Result<()> {
 fn check_args(args: &Args) -> Result<()> {
     use unfold::nn::Error;
     let common = &args.common;
-    for (field, value) in [
-        ("--hidden", common.hidden),
-        ("--seq-len", common.seq_len),
-        ("--batch", common.batch),
-        ("--steps", common.steps),
-        ("--eval-every", args.eval_every),
-    ] {
-        if value == 0 {
-            return Err(Error::config(field, value, "must be at least 1"));
-        }
-    }
+    common.validate(&[("--eval-every", args.eval_every)])?;
     if !(args.clip >= 0.0 && args.clip.is_finite()) {
         return Err(Error::config(
             "--clip",
             args.clip,
             "must be a finite number >= 0 (0 turns clipping off)",
-        ));
-    }
-    if !(common.lr > 0.0 && common.lr.is_finite()) {
-        return Err(Error::config(
-            "--lr",
-            common.lr,
-            "must be a positive, finite number",
         ));
     }
     sample::check_temperature(args.temperature)

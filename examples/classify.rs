@@ -577,27 +577,12 @@ fn check_args(args: &Args) -> Result<()> {
             "classify generates its sequences from built-in word lists and takes no corpus",
         ));
     }
-    for (field, value) in [
-        ("--hidden", common.hidden),
-        ("--seq-len", common.seq_len),
-        ("--batch", common.batch),
-        ("--steps", common.steps),
+    common.validate(&[
         ("--num-layers", args.num_layers),
         ("--train-size", args.train_size),
         ("--val-size", args.val_size),
         ("--eval-every", args.eval_every),
-    ] {
-        if value == 0 {
-            return Err(Error::config(field, value, "must be at least 1"));
-        }
-    }
-    if !(common.lr > 0.0 && common.lr.is_finite()) {
-        return Err(Error::config(
-            "--lr",
-            common.lr,
-            "must be a positive, finite number",
-        ));
-    }
+    ])?;
     if !(args.clip >= 0.0 && args.clip.is_finite()) {
         return Err(Error::config(
             "--clip",

@@ -196,11 +196,7 @@ fn run(args: Args) -> Result<()> {
 /// Flags that clap accepts but the run cannot use.
 fn check_args(args: &Args) -> Result<()> {
     let common = &args.common;
-    for (field, value) in [
-        ("--hidden", common.hidden),
-        ("--seq-len", common.seq_len),
-        ("--batch", common.batch),
-        ("--steps", common.steps),
+    common.validate(&[
         ("--eval-every", args.eval_every),
         ("--eval-sequences", args.eval_sequences),
         ("--long-len", args.long_len),
@@ -209,18 +205,7 @@ fn check_args(args: &Args) -> Result<()> {
         ("--bench-hidden", args.bench_hidden),
         ("--bench-reps", args.bench_reps),
         ("--repeats", args.repeats),
-    ] {
-        if value == 0 {
-            return Err(Error::config(field, value, "must be at least 1"));
-        }
-    }
-    if !(common.lr > 0.0 && common.lr.is_finite()) {
-        return Err(Error::config(
-            "--lr",
-            common.lr,
-            "must be a positive, finite number",
-        ));
-    }
+    ])?;
     if !(args.min_teacher > 0.0 && args.min_teacher < 1.0) {
         return Err(Error::config(
             "--min-teacher",

@@ -34,6 +34,33 @@ pub struct CommonArgs {
     pub out: PathBuf,
 }
 
+impl CommonArgs {
+    /// Checks the shared flags, plus the example's own counts in `counts` (`(flag, value)`,
+    /// each at least 1): clap accepts `--hidden 0` or `--lr nan`; training could not use them.
+    pub fn validate(&self, counts: &[(&'static str, usize)]) -> crate::nn::Result<()> {
+        use crate::nn::Error;
+        let shared = [
+            ("--hidden", self.hidden),
+            ("--seq-len", self.seq_len),
+            ("--batch", self.batch),
+            ("--steps", self.steps),
+        ];
+        for &(field, value) in shared.iter().chain(counts) {
+            if value == 0 {
+                return Err(Error::config(field, value, "must be at least 1"));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::config(
+                "--lr",
+                self.lr,
+                "must be a positive, finite number",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One example's defaults for the [`CommonArgs`].
 #[derive(Debug, Clone)]
 pub struct Defaults {
