@@ -6,13 +6,14 @@
 //! `C ← A·B + C` into a slice of the state buffer, which ndarray's API would copy around.
 
 use std::any::{Any, TypeId};
+use std::ops::Range;
 
 use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Element, Tensor, TensorData, TensorPrimitive};
 
-use super::RecurrenceGrads;
+use super::{parallel, sgemm, RecurrenceGrads};
 use crate::recurrence::Steps;
 
 /// The float types the host kernel runs in.
@@ -46,6 +47,15 @@ pub trait HostFloat:
     );
     /// `tanh`.
     fn tanh(self) -> Self;
+    /// `x ← tanh(x)` for every element.
+    fn tanh_in_place(x: &mut [Self]) {
+        x.iter_mut().for_each(|v| *v = v.tanh());
+    }
+    /// `δa ← (1 - h²) ⊙ (δa + carry)` for every element: tanh's backward step, with `δa`
+    /// holding `∂L/∂h(t)` on entry.
+    fn tanh_backward(da: &mut [Self], carry: &[Self], h: &[Self]) {
+        tanh_backward_scalar(da, carry, h);
+    }
     /// `e^x`.
     fn exp(self) -> Self;
     /// `ln x`.
@@ -77,6 +87,12 @@ fn into_vec<F: Copy>(array: ndarray::ArcArray<F, ndarray::IxDyn>) -> Vec<F> {
     }
 }
 
+fn tanh_backward_scalar<F: HostFloat>(da: &mut [F], carry: &[F], h: &[F]) {
+    for ((d, &c), &h) in da.iter_mut().zip(carry).zip(h) {
+        *d = (F::ONE - h * h) * (*d + c);
+    }
+}
+
 /// Checks that a strided `rows×cols` matrix fits in `len` elements, so the unsafe GEMM call
 /// below never reads or writes outside its slice.
 fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
@@ -84,7 +100,7 @@ fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usi
 }
 
 macro_rules! host_float {
-    ($float:ty, $variant:ident, $gemm:path, $tanh:expr) => {
+    ($float:ty, $variant:ident, $gemm:path, $tanh:expr, $fast:ident) => {
         impl HostFloat for $float {
             const ONE: Self = 1.0;
             fn from_ndarray(
@@ -118,6 +134,9 @@ macro_rules! host_float {
                 c: &mut [Self],
                 rsc: usize,
             ) {
+                if $fast::gemm(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc) {
+                    return;
+                }
                 assert!(
                     fits(a.len(), m, k, rsa, csa)
                         && fits(b.len(), k, n, rsb, csb)
@@ -148,6 +167,12 @@ macro_rules! host_float {
             fn tanh(self) -> Self {
                 $tanh(self)
             }
+            fn tanh_in_place(x: &mut [Self]) {
+                $fast::tanh_in_place(x)
+            }
+            fn tanh_backward(da: &mut [Self], carry: &[Self], h: &[Self]) {
+                $fast::tanh_backward(da, carry, h)
+            }
             fn exp(self) -> Self {
                 <$float>::exp(self)
             }
@@ -158,8 +183,98 @@ macro_rules! host_float {
     };
 }
 
-host_float!(f32, F32, matrixmultiply::sgemm, fast_tanh);
-host_float!(f64, F64, matrixmultiply::dgemm, f64::tanh);
+host_float!(f32, F32, matrixmultiply::sgemm, fast_tanh, avx512);
+host_float!(f64, F64, matrixmultiply::dgemm, f64::tanh, portable);
+
+/// The f32 kernels on AVX-512 (see [`sgemm`]) where the CPU has it, else the portable ones.
+mod avx512 {
+    use super::{fast_tanh, sgemm, tanh_backward_scalar};
+
+    /// [`sgemm::sgemm`] when it applies (AVX-512, `B` with unit column stride, `beta` 0 or 1);
+    /// false when the caller must run the portable GEMM.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &[f32],
+        rsb: usize,
+        csb: usize,
+        beta: f32,
+        c: &mut [f32],
+        rsc: usize,
+    ) -> bool {
+        let applies = sgemm::available() && (csb == 1 || n == 1) && (beta == 0.0 || beta == 1.0);
+        if applies {
+            sgemm::sgemm(m, k, n, a, rsa, csa, b, rsb, beta == 1.0, c, rsc);
+        }
+        applies
+    }
+
+    pub fn tanh_in_place(x: &mut [f32]) {
+        if sgemm::available() {
+            // SAFETY: the CPU has avx512f (checked just above).
+            unsafe { tanh_in_place_avx512(x) }
+        } else {
+            x.iter_mut().for_each(|v| *v = fast_tanh(*v));
+        }
+    }
+
+    pub fn tanh_backward(da: &mut [f32], carry: &[f32], h: &[f32]) {
+        if sgemm::available() {
+            // SAFETY: the CPU has avx512f (checked just above).
+            unsafe { tanh_backward_avx512(da, carry, h) }
+        } else {
+            tanh_backward_scalar(da, carry, h);
+        }
+    }
+
+    // The same loops, compiled for AVX-512 so that they vectorise 16 wide (the crate itself is
+    // built for baseline x86-64, SSE2).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tanh_in_place_avx512(x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = fast_tanh(*v));
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tanh_backward_avx512(da: &mut [f32], carry: &[f32], h: &[f32]) {
+        tanh_backward_scalar(da, carry, h);
+    }
+}
+
+/// The f64 kernels: no fast path (f64 serves the gradient checks, not training speed).
+mod portable {
+    use super::{tanh_backward_scalar, HostFloat};
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm<F>(
+        _: usize,
+        _: usize,
+        _: usize,
+        _: &[F],
+        _: usize,
+        _: usize,
+        _: &[F],
+        _: usize,
+        _: usize,
+        _: F,
+        _: &mut [F],
+        _: usize,
+    ) -> bool {
+        false
+    }
+
+    pub fn tanh_in_place<F: HostFloat>(x: &mut [F]) {
+        x.iter_mut().for_each(|v| *v = v.tanh());
+    }
+
+    pub fn tanh_backward<F: HostFloat>(da: &mut [F], carry: &[F], h: &[F]) {
+        tanh_backward_scalar(da, carry, h);
+    }
+}
 
 /// `tanh` for f32 as a rational function (the minimax approximation Eigen uses), accurate to a
 /// few f32 ulps and, unlike `f32::tanh`, vectorisable: the states of a sequence are half a
@@ -274,7 +389,8 @@ pub(super) fn dtype<B: Backend>(tensor: &FloatTensor<B>) -> DType {
     burn::tensor::TensorMetadata::dtype(tensor)
 }
 
-/// The forward loop: `h(t) = tanh(drive(t) + h(t-1) W)`, one `[batch, hidden]` GEMM per step.
+/// The forward loop: `h(t) = tanh(drive(t) + h(t-1) W)`, one `[rows, hidden]` GEMM per step,
+/// the batch's rows split across cores ([`parallel`]).
 fn forward_in<B: Backend, F: HostFloat>(
     drive: FloatTensor<B>,
     w: FloatTensor<B>,
@@ -283,48 +399,74 @@ fn forward_in<B: Backend, F: HostFloat>(
 ) -> FloatTensor<B> {
     let (mut states, dims, device) = to_host::<B, F, 3>(drive); // the drive is overwritten in place
     let (w, _, _) = to_host::<B, F, 2>(w);
-    let (mut prev, _, _) = to_host::<B, F, 2>(h0); // h(t-1), [batch, hidden]
+    let (h0, _, _) = to_host::<B, F, 2>(h0);
     let [batch, time, hidden] = dims;
-    let row = time * hidden; // stride between sequences in the [batch, time, hidden] buffer
-    let mut h = vec![F::default(); batch * hidden];
+    let parts = parallel::parts(batch, time * hidden * hidden);
+    forward_parts(&mut states, &h0, &w, steps, &parts);
+    to_backend::<B, F, 3>(states, dims, &device)
+}
 
+/// The forward loop, each of `parts` (ranges of batch rows) on its own thread.
+fn forward_parts<F: HostFloat>(
+    states: &mut [F],
+    h0: &[F],
+    w: &[F],
+    steps: &Steps,
+    parts: &[Range<usize>],
+) {
+    let hidden = w.len().isqrt();
+    let chunks = parallel::chunks_mut(states, parts, steps.time * hidden);
+    let rows: Vec<_> = parts.iter().cloned().zip(chunks).collect();
+    parallel::run(rows, |(rows, states)| {
+        let h0 = &h0[rows.start * hidden..rows.end * hidden];
+        forward_rows(states, h0, w, rows.start, steps);
+    });
+}
+
+/// The forward loop over rows `first_row..` of the batch: `states` is their `[rows, time,
+/// hidden]` drive, overwritten with the states.
+fn forward_rows<F: HostFloat>(
+    states: &mut [F],
+    h0: &[F],
+    w: &[F],
+    first_row: usize,
+    steps: &Steps,
+) {
+    let hidden = w.len().isqrt(); // W is [hidden, hidden]
+    let rows = h0.len().checked_div(hidden).unwrap_or(0);
+    let row = steps.time * hidden; // stride between sequences in the [rows, time, hidden] buffer
+    let mut prev = h0.to_vec(); // h(t-1), [rows, hidden]
     for t in steps.order() {
-        for b in 0..batch {
-            h[b * hidden..(b + 1) * hidden]
-                .copy_from_slice(&states[b * row + t * hidden..b * row + (t + 1) * hidden]);
-        }
+        let at = t * hidden;
+        // h(t) ← drive(t) + h(t-1) W, in place over the drive.
         F::gemm(
-            batch,
+            rows,
             hidden,
             hidden,
             &prev,
             hidden,
             1,
-            &w,
+            w,
             hidden,
             1,
             F::ONE,
-            &mut h,
-            hidden,
+            &mut states[at..],
+            row,
         );
-        for b in 0..batch {
-            let (h_b, prev_b) = (
-                &mut h[b * hidden..(b + 1) * hidden],
-                &prev[b * hidden..(b + 1) * hidden],
-            );
-            if steps.is_valid(b, t) {
-                h_b.iter_mut().for_each(|v| *v = v.tanh());
+        for (b, prev_b) in prev.chunks_exact_mut(hidden).enumerate() {
+            let h_b = &mut states[b * row + at..b * row + at + hidden];
+            if steps.is_valid(first_row + b, t) {
+                F::tanh_in_place(h_b);
+                prev_b.copy_from_slice(h_b);
             } else {
                 h_b.copy_from_slice(prev_b); // past its end the row holds its state
             }
-            states[b * row + t * hidden..b * row + (t + 1) * hidden].copy_from_slice(h_b);
         }
-        std::mem::swap(&mut prev, &mut h);
     }
-    to_backend::<B, F, 3>(states, dims, &device)
 }
 
-/// BPTT: `δa(t) = (1 - h(t)²) ⊙ (∂L/∂h(t) + δa(t+1) Wᵀ)`, then `∂W = Σ_t h(t-1)ᵀ δa(t)`.
+/// BPTT: `δa(t) = (1 - h(t)²) ⊙ (∂L/∂h(t) + δa(t+1) Wᵀ)`, then `∂W = Σ_t h(t-1)ᵀ δa(t)`; the
+/// batch's rows split across cores, each group adding its own part of `∂W`.
 fn backward_in<B: Backend, F: HostFloat>(
     grad: FloatTensor<B>,
     states: FloatTensor<B>,
@@ -337,57 +479,113 @@ fn backward_in<B: Backend, F: HostFloat>(
     let (w, _, _) = to_host::<B, F, 2>(w);
     let (h0, _, _) = to_host::<B, F, 2>(h0);
     let [batch, time, hidden] = dims;
-    let row = time * hidden;
+    let parts = parallel::parts(batch, 2 * time * hidden * hidden);
+    let (d_w, d_h0) = backward_parts(&mut da, &states, &h0, &w, steps, &parts);
+    RecurrenceGrads {
+        drive: to_backend::<B, F, 3>(da, dims, &device),
+        w: to_backend::<B, F, 2>(d_w, [hidden, hidden], &device),
+        h0: to_backend::<B, F, 2>(d_h0, [batch, hidden], &device),
+    }
+}
 
+/// BPTT, each of `parts` (ranges of batch rows) on its own thread: overwrites `da` (`∂L/∂h` on
+/// entry) with `δa` and returns `(∂W, ∂h(0))`.
+fn backward_parts<F: HostFloat>(
+    da: &mut [F],
+    states: &[F],
+    h0: &[F],
+    w: &[F],
+    steps: &Steps,
+    parts: &[Range<usize>],
+) -> (Vec<F>, Vec<F>) {
+    let hidden = w.len().isqrt();
+    // Wᵀ, copied once per pass so that every step's product reads contiguous rows.
+    let mut w_t = vec![F::default(); hidden * hidden];
+    for (i, w_row) in w.chunks_exact(hidden.max(1)).enumerate() {
+        for (j, &value) in w_row.iter().enumerate() {
+            w_t[j * hidden + i] = value;
+        }
+    }
+    let row = steps.time * hidden;
+    let chunks = parallel::chunks_mut(da, parts, row);
+    let rows: Vec<_> = parts.iter().cloned().zip(chunks).collect();
+    let results = parallel::run(rows, |(rows, da)| {
+        let states = &states[rows.start * row..rows.end * row];
+        let h0 = &h0[rows.start * hidden..rows.end * hidden];
+        backward_rows(da, states, h0, &w_t, rows.start, steps)
+    });
+
+    let mut d_h0 = Vec::with_capacity(h0.len());
+    let mut d_w = vec![F::default(); hidden * hidden];
+    for (carry, part_d_w) in results {
+        d_h0.extend_from_slice(&carry);
+        d_w.iter_mut().zip(part_d_w).for_each(|(d, x)| *d = *d + x);
+    }
+    (d_w, d_h0)
+}
+
+/// BPTT over rows `first_row..` of the batch: `da` holds their `∂L/∂h` and is overwritten with
+/// `δa`. Returns their `∂h(0)` and their part of `∂W`.
+fn backward_rows<F: HostFloat>(
+    da: &mut [F],
+    states: &[F],
+    h0: &[F],
+    w_t: &[F],
+    first_row: usize,
+    steps: &Steps,
+) -> (Vec<F>, Vec<F>) {
+    let hidden = w_t.len().isqrt(); // Wᵀ is [hidden, hidden]
+    let rows = h0.len().checked_div(hidden).unwrap_or(0);
+    let row = steps.time * hidden;
     let order = steps.order();
-    let mut carry = vec![F::default(); batch * hidden]; // Wᵀ δa(t+1): the δh from later steps
-    let mut next = vec![F::default(); batch * hidden];
+    let mut carry = vec![F::default(); rows * hidden]; // δa(t+1) Wᵀ: the δh from later steps
+    let mut next = vec![F::default(); rows * hidden];
     for &t in order.iter().rev() {
-        for b in 0..batch {
-            let (at, carried) = (b * row + t * hidden, b * hidden);
-            let valid = steps.is_valid(b, t);
-            for j in 0..hidden {
-                let dh = da[at + j] + carry[carried + j]; // δh(t)
-                if valid {
-                    let h = states[at + j];
-                    da[at + j] = (F::ONE - h * h) * dh; // δa(t)
-                } else {
-                    da[at + j] = F::default(); // a held row has no δa ...
-                    carry[carried + j] = dh; // ... and passes δh on to h(t-1)
-                }
+        let at = t * hidden;
+        for (b, carry_b) in carry.chunks_exact_mut(hidden).enumerate() {
+            let da_b = &mut da[b * row + at..b * row + at + hidden];
+            if steps.is_valid(first_row + b, t) {
+                F::tanh_backward(da_b, carry_b, &states[b * row + at..b * row + at + hidden]);
+            } else {
+                // A held row has no δa and passes δh on to h(t-1).
+                carry_b.iter_mut().zip(da_b.iter_mut()).for_each(|(c, d)| {
+                    *c = *c + *d;
+                    *d = F::default();
+                });
             }
         }
-        // next ← δa(t) Wᵀ (Wᵀ: W read with swapped strides); held rows keep their δh.
+        // next ← δa(t) Wᵀ; held rows keep their δh.
         F::gemm(
-            batch,
+            rows,
             hidden,
             hidden,
-            &da[t * hidden..],
+            &da[at..],
             row,
             1,
-            &w,
-            1,
+            w_t,
             hidden,
+            1,
             F::default(),
             &mut next,
             hidden,
         );
-        for b in (0..batch).filter(|&b| !steps.is_valid(b, t)) {
+        for b in (0..rows).filter(|&b| !steps.is_valid(first_row + b, t)) {
             next[b * hidden..(b + 1) * hidden]
                 .copy_from_slice(&carry[b * hidden..(b + 1) * hidden]);
         }
         std::mem::swap(&mut carry, &mut next);
     }
 
-    // ∂W = Σ_t h(t-1)ᵀ δa(t) as one [hidden, batch·time] × [batch·time, hidden] product.
-    let mut h_prev = vec![F::default(); batch * row];
+    // ∂W = Σ_t h(t-1)ᵀ δa(t) as one [hidden, rows·time] × [rows·time, hidden] product.
+    let mut h_prev = next; // reused: resized to the [rows, time, hidden] previous states
+    h_prev.resize(rows * row, F::default());
     for (i, &t) in order.iter().enumerate() {
-        for b in 0..batch {
+        for b in 0..rows {
             let source = match i {
                 0 => &h0[b * hidden..(b + 1) * hidden],
                 _ => {
-                    let p = order[i - 1];
-                    &states[b * row + p * hidden..b * row + (p + 1) * hidden]
+                    let p = order[i - 1] * hidden;
+                    &states[b * row + p..b * row + p + hidden]
                 }
             };
             h_prev[b * row + t * hidden..b * row + (t + 1) * hidden].copy_from_slice(source);
@@ -396,29 +594,71 @@ fn backward_in<B: Backend, F: HostFloat>(
     let mut d_w = vec![F::default(); hidden * hidden];
     F::gemm(
         hidden,
-        batch * time,
+        rows * steps.time,
         hidden,
         &h_prev,
         1,
         hidden,
-        &da,
+        da,
         hidden,
         1,
         F::default(),
         &mut d_w,
         hidden,
     );
-
-    RecurrenceGrads {
-        drive: to_backend::<B, F, 3>(da, dims, &device),
-        w: to_backend::<B, F, 2>(d_w, [hidden, hidden], &device),
-        h0: to_backend::<B, F, 2>(carry, [batch, hidden], &device),
-    }
+    (carry, d_w)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch of 7 rows with lengths 1..=7 (some held past their end), `[7, 9, 16]`.
+    fn problem(reverse: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Steps) {
+        let (batch, time, hidden) = (7, 9, 16);
+        let value = |i: usize, scale: f32| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * scale;
+        let drive = (0..batch * time * hidden).map(|i| value(i, 2.0)).collect();
+        let grad = (0..batch * time * hidden)
+            .map(|i| value(i + 3, 1.0))
+            .collect();
+        let w = (0..hidden * hidden).map(|i| value(i + 1, 0.5)).collect();
+        let h0 = (0..batch * hidden).map(|i| value(i + 2, 1.0)).collect();
+        let lengths = Some((0..batch).map(|b| b % time + 1).collect());
+        let steps = Steps {
+            time,
+            reverse,
+            lengths,
+        };
+        (drive, grad, w, h0, steps)
+    }
+
+    #[test]
+    fn rows_split_across_threads_give_the_single_thread_result() {
+        for reverse in [false, true] {
+            let (drive, grad, w, h0, steps) = problem(reverse);
+            let (one, split) = ([0..7], [0..2, 2..3, 3..7]);
+
+            let (mut states_one, mut states_split) = (drive.clone(), drive);
+            forward_parts(&mut states_one, &h0, &w, &steps, &one);
+            forward_parts(&mut states_split, &h0, &w, &steps, &split);
+            assert_eq!(
+                states_one, states_split,
+                "rows are independent: identical states"
+            );
+
+            let (mut da_one, mut da_split) = (grad.clone(), grad);
+            let (d_w_one, d_h0_one) =
+                backward_parts(&mut da_one, &states_one, &h0, &w, &steps, &one);
+            let (d_w_split, d_h0_split) =
+                backward_parts(&mut da_split, &states_one, &h0, &w, &steps, &split);
+            assert_eq!(da_one, da_split);
+            assert_eq!(d_h0_one, d_h0_split);
+            // ∂W adds the parts' sums: equal up to the order of the additions.
+            for (a, b) in d_w_one.iter().zip(&d_w_split) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "∂W {a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     fn fast_tanh_matches_std_tanh_to_a_few_ulps() {

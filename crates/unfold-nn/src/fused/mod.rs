@@ -61,6 +61,9 @@ pub mod head;
 mod host;
 #[cfg(feature = "ndarray")]
 mod host_head;
+#[cfg(feature = "ndarray")]
+mod parallel;
+pub mod sgemm;
 
 pub use head::{NllRows, ReadoutLossBackend, ReadoutNllGrads};
 
