@@ -8,6 +8,7 @@ use burn::tensor::{DType, Int, Tensor};
 
 use super::head::{generic, NllRows, ReadoutNllGrads};
 use super::host::{dtype, to_backend, to_host, HostFloat};
+use super::parallel;
 
 /// The forward pass in the tensors' float type (f32 or f64; others take the generic path).
 pub fn forward<B: Backend>(
@@ -56,29 +57,65 @@ fn forward_in<B: Backend, F: HostFloat>(
         .into_vec::<i64>()
         .expect("converted to i64");
 
-    // o = c + h V for every row, in one product.
-    let mut o = Vec::with_capacity(n * classes);
-    for _ in 0..n {
-        o.extend_from_slice(&c);
+    // Rows split across cores; each part writes its own rows of `o` and sums its own loss.
+    let mut o = vec![F::default(); n * classes];
+    let parts = parallel::parts(n, hidden * classes);
+    let chunks = parallel::chunks_mut(&mut o, &parts, classes);
+    let work: Vec<_> = parts.into_iter().zip(chunks).collect();
+    let losses = parallel::run(work, |(part, o)| {
+        let h = &h[part.start * hidden..part.end * hidden];
+        let targets = &targets[part.clone()];
+        softmax_nll(
+            o,
+            h,
+            &v,
+            &c,
+            targets,
+            |r| rows.weight(part.start + r),
+            with_grad,
+        )
+    });
+    let total: f64 = losses.into_iter().sum();
+    let loss = to_backend::<B, F, 1>(vec![F::from_elem(total)], [1], &device);
+    let g = with_grad.then(|| to_backend::<B, F, 2>(o, [n, classes], &device));
+    (loss, g)
+}
+
+/// For a block of rows: `o = c + h V`, then each row's weighted `-log softmax(o)[y]`, summed
+/// (in f64: thousands of rows), and with `with_grad` `o` overwritten by
+/// `G = w ⊙ (softmax(o) − onehot(y))`.
+fn softmax_nll<F: HostFloat>(
+    o: &mut [F],
+    h: &[F],
+    v: &[F],
+    c: &[F],
+    targets: &[i64],
+    weight: impl Fn(usize) -> f64,
+    with_grad: bool,
+) -> f64 {
+    let (classes, rows) = (c.len(), targets.len());
+    let hidden = v.len() / classes.max(1);
+    for row in o.chunks_exact_mut(classes) {
+        row.copy_from_slice(c);
     }
     F::gemm(
-        n,
+        rows,
         hidden,
         classes,
-        &h,
+        h,
         hidden,
         1,
-        &v,
+        v,
         classes,
         1,
         F::ONE,
-        &mut o,
+        o,
         classes,
     );
 
-    let mut total = 0.0f64; // accumulated in f64: thousands of rows
+    let mut total = 0.0f64;
     for (r, row) in o.chunks_exact_mut(classes).enumerate() {
-        let w = rows.weight(r);
+        let w = weight(r);
         if w == 0.0 {
             row.fill(F::default()); // padding: no loss, no gradient
             continue;
@@ -89,11 +126,9 @@ fn forward_in<B: Backend, F: HostFloat>(
             .copied()
             .fold(row[0], |m, x| if x > m { x } else { m });
         let target = row[y] - max;
-        let mut sum = F::default();
-        for x in row.iter_mut() {
-            *x = (*x - max).exp();
-            sum = sum + *x;
-        }
+        row.iter_mut().for_each(|x| *x = *x - max);
+        F::exp_in_place(row);
+        let sum = row.iter().fold(F::default(), |sum, &x| sum + x);
         // -log softmax(o)[y] = log Σ e^{o - max} - (o_y - max)
         total += w * (sum.ln() - target).elem::<f64>();
         if with_grad {
@@ -102,9 +137,7 @@ fn forward_in<B: Backend, F: HostFloat>(
             row[y] = row[y] - F::from_elem(w);
         }
     }
-    let loss = to_backend::<B, F, 1>(vec![F::from_elem(total)], [1], &device);
-    let g = with_grad.then(|| to_backend::<B, F, 2>(o, [n, classes], &device));
-    (loss, g)
+    total
 }
 
 fn backward_in<B: Backend, F: HostFloat>(
@@ -118,44 +151,71 @@ fn backward_in<B: Backend, F: HostFloat>(
     let (h, [_, hidden], _) = to_host::<B, F, 2>(h);
     let (v, _, _) = to_host::<B, F, 2>(v);
     let outer = outer[0];
-    if outer != F::ONE {
-        g.iter_mut().for_each(|x| *x = *x * outer);
+    // Vᵀ, so that ∂h's product reads contiguous rows.
+    let mut v_t = vec![F::default(); classes * hidden];
+    for (i, v_row) in v.chunks_exact(classes.max(1)).enumerate() {
+        for (j, &value) in v_row.iter().enumerate() {
+            v_t[j * hidden + i] = value;
+        }
     }
-    // ∂h = G Vᵀ (Vᵀ: V read with swapped strides).
+
+    // Rows split across cores: each part writes its rows of ∂h and sums its part of ∂V, ∂c.
     let mut d_h = vec![F::default(); n * hidden];
-    F::gemm(
-        n,
-        classes,
-        hidden,
-        &g,
-        classes,
-        1,
-        &v,
-        1,
-        classes,
-        F::default(),
-        &mut d_h,
-        hidden,
-    );
-    // ∂V = hᵀ G over all rows.
-    let mut d_v = vec![F::default(); hidden * classes];
-    F::gemm(
-        hidden,
-        n,
-        classes,
-        &h,
-        1,
-        hidden,
-        &g,
-        classes,
-        1,
-        F::default(),
-        &mut d_v,
-        classes,
-    );
-    let mut d_c = vec![F::default(); classes];
-    for row in g.chunks_exact(classes) {
-        d_c.iter_mut().zip(row).for_each(|(d, &x)| *d = *d + x);
+    let parts = parallel::parts(n, 2 * hidden * classes);
+    let g_chunks = parallel::chunks_mut(&mut g, &parts, classes);
+    let d_h_chunks = parallel::chunks_mut(&mut d_h, &parts, hidden);
+    let work: Vec<_> = parts
+        .into_iter()
+        .zip(g_chunks.into_iter().zip(d_h_chunks))
+        .collect();
+    let sums = parallel::run(work, |(part, (g, d_h))| {
+        if outer != F::ONE {
+            g.iter_mut().for_each(|x| *x = *x * outer);
+        }
+        let h = &h[part.start * hidden..part.end * hidden];
+        let rows = part.len();
+        // ∂h = G Vᵀ
+        F::gemm(
+            rows,
+            classes,
+            hidden,
+            g,
+            classes,
+            1,
+            &v_t,
+            hidden,
+            1,
+            F::default(),
+            d_h,
+            hidden,
+        );
+        // ∂V = hᵀ G, ∂c = Σ_rows G, over this part's rows.
+        let mut d_v = vec![F::default(); hidden * classes];
+        F::gemm(
+            hidden,
+            rows,
+            classes,
+            h,
+            1,
+            hidden,
+            g,
+            classes,
+            1,
+            F::default(),
+            &mut d_v,
+            classes,
+        );
+        let mut d_c = vec![F::default(); classes];
+        for row in g.chunks_exact(classes) {
+            d_c.iter_mut().zip(row).for_each(|(d, &x)| *d = *d + x);
+        }
+        (d_v, d_c)
+    });
+    let mut sums = sums.into_iter();
+    let (mut d_v, mut d_c) = sums.next().expect("at least one part");
+    for (part_d_v, part_d_c) in sums {
+        d_v.iter_mut().zip(part_d_v).for_each(|(d, x)| *d = *d + x);
+        d_c.iter_mut().zip(part_d_c).for_each(|(d, x)| *d = *d + x);
     }
     ReadoutNllGrads {
         h: to_backend::<B, F, 2>(d_h, [n, hidden], &device),
