@@ -84,6 +84,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::elman::{ElmanCell, ElmanCellConfig};
 use crate::error::{check_sizes, Error, Result};
+use crate::fused;
 use crate::init;
 use crate::readout::{Readout, ReadoutConfig};
 use crate::recurrence::{
@@ -809,7 +810,7 @@ impl<B: Backend> JordanRnn<B> {
             Forcing::TeacherForced => {
                 let prev = previous(targets.expect("checked"));
                 let feedback = parts.token_feedback_drive(prev, batch, &device);
-                ((parts.input_drive(input) + feedback).tanh(), None)
+                (fused::tanh::tanh(parts.input_drive(input) + feedback), None)
             }
             Forcing::FreeRunning { .. } => {
                 let plan = StepPlan::new(batch, time, None, false, &device)?;
@@ -828,7 +829,8 @@ impl<B: Backend> JordanRnn<B> {
                     &plan,
                 );
                 let r = parts.with_start(chosen.clone());
-                let states = (parts.input_drive(input) + parts.dense_feedback_drive(r)).tanh();
+                let drive = parts.input_drive(input) + parts.dense_feedback_drive(r);
+                let states = fused::tanh::tanh(drive);
                 (states, Some(chosen))
             }
         };
@@ -898,7 +900,7 @@ impl<B: Backend> Autoregressive<B> for JordanRnn<B> {
             .parts()
             .token_feedback_drive(prev, batch, &prompts.device());
         let drive = self.parts().input_drive(SequenceInput::Tokens(prompts));
-        Ok(at_lengths((drive + feedback).tanh(), lengths))
+        Ok(at_lengths(fused::tanh::tanh(drive + feedback), lengths))
     }
 
     fn next_logits(&self, state: &Tensor<B, 2>) -> Tensor<B, 2> {

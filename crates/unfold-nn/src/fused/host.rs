@@ -55,6 +55,10 @@ pub trait HostFloat:
     fn exp_in_place(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.exp());
     }
+    /// `g ← (1 - y²) ⊙ g` for every element: tanh's backward step from its output `y`.
+    fn tanh_grad(g: &mut [Self], y: &[Self]) {
+        tanh_grad_scalar(g, y);
+    }
     /// `δa ← (1 - h²) ⊙ (δa + carry)` for every element: tanh's backward step, with `δa`
     /// holding `∂L/∂h(t)` on entry.
     fn tanh_backward(da: &mut [Self], carry: &[Self], h: &[Self]) {
@@ -88,6 +92,12 @@ fn into_vec<F: Copy>(array: ndarray::ArcArray<F, ndarray::IxDyn>) -> Vec<F> {
             values
         }
         Err(shared) => shared.as_slice().expect("standard layout").to_vec(),
+    }
+}
+
+fn tanh_grad_scalar<F: HostFloat>(g: &mut [F], y: &[F]) {
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = (F::ONE - y * y) * *g;
     }
 }
 
@@ -180,6 +190,9 @@ macro_rules! host_float {
             fn exp_in_place(x: &mut [Self]) {
                 $fast::exp_in_place(x)
             }
+            fn tanh_grad(g: &mut [Self], y: &[Self]) {
+                $fast::tanh_grad(g, y)
+            }
             fn exp(self) -> Self {
                 <$float>::exp(self)
             }
@@ -219,7 +232,7 @@ pub fn fast_exp(x: f32) -> f32 {
 
 /// The f32 kernels on AVX-512 (see [`sgemm`]) where the CPU has it, else the portable ones.
 mod avx512 {
-    use super::{fast_exp, fast_tanh, sgemm, tanh_backward_scalar};
+    use super::{fast_exp, fast_tanh, sgemm, tanh_backward_scalar, tanh_grad_scalar};
 
     /// [`sgemm::sgemm`] when it applies (AVX-512, `B` with unit column stride, `beta` 0 or 1);
     /// false when the caller must run the portable GEMM.
@@ -272,11 +285,25 @@ mod avx512 {
         }
     }
 
+    pub fn tanh_grad(g: &mut [f32], y: &[f32]) {
+        if sgemm::available() {
+            // SAFETY: the CPU has avx512f (checked just above).
+            unsafe { tanh_grad_avx512(g, y) }
+        } else {
+            tanh_grad_scalar(g, y);
+        }
+    }
+
     // The same loops, compiled for AVX-512 so that they vectorise 16 wide (the crate itself is
     // built for baseline x86-64, SSE2).
     #[target_feature(enable = "avx512f")]
     unsafe fn tanh_in_place_avx512(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v = fast_tanh(*v));
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tanh_grad_avx512(g: &mut [f32], y: &[f32]) {
+        tanh_grad_scalar(g, y);
     }
 
     #[target_feature(enable = "avx512f")]
@@ -292,7 +319,7 @@ mod avx512 {
 
 /// The f64 kernels: no fast path (f64 serves the gradient checks, not training speed).
 mod portable {
-    use super::{tanh_backward_scalar, HostFloat};
+    use super::{tanh_backward_scalar, tanh_grad_scalar, HostFloat};
 
     #[allow(clippy::too_many_arguments)]
     pub fn gemm<F>(
@@ -322,6 +349,10 @@ mod portable {
 
     pub fn exp_in_place<F: HostFloat>(x: &mut [F]) {
         x.iter_mut().for_each(|v| *v = v.exp());
+    }
+
+    pub fn tanh_grad<F: HostFloat>(g: &mut [F], y: &[F]) {
+        tanh_grad_scalar(g, y);
     }
 }
 
@@ -436,6 +467,52 @@ pub fn backward<B: Backend>(
 
 pub(super) fn dtype<B: Backend>(tensor: &FloatTensor<B>) -> DType {
     burn::tensor::TensorMetadata::dtype(tensor)
+}
+
+/// The elementwise `tanh` of a rank-1 tensor (see [`super::tanh`]), split across cores.
+pub fn tanh_forward<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    match dtype::<B>(&x) {
+        DType::F32 => tanh_forward_in::<B, f32>(x),
+        DType::F64 => tanh_forward_in::<B, f64>(x),
+        _ => B::float_tanh(x),
+    }
+}
+
+/// `(1 − y²) ⊙ grad` for rank-1 tensors, split across cores.
+pub fn tanh_backward<B: Backend>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    match dtype::<B>(&y) {
+        DType::F32 => tanh_backward_in::<B, f32>(y, grad),
+        DType::F64 => tanh_backward_in::<B, f64>(y, grad),
+        _ => super::tanh::generic_backward::<B>(y, grad),
+    }
+}
+
+/// Elements per part when an elementwise pass is split across cores.
+const ELEMENTWISE_WORK: usize = 64;
+
+fn tanh_forward_in<B: Backend, F: HostFloat>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let (mut values, dims, device) = to_host::<B, F, 1>(x);
+    let parts = parallel::parts(values.len(), ELEMENTWISE_WORK);
+    parallel::run(
+        parallel::chunks_mut(&mut values, &parts, 1),
+        F::tanh_in_place,
+    );
+    to_backend::<B, F, 1>(values, dims, &device)
+}
+
+fn tanh_backward_in<B: Backend, F: HostFloat>(
+    y: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (mut grad, dims, device) = to_host::<B, F, 1>(grad);
+    let (y, _, _) = to_host::<B, F, 1>(y);
+    let parts = parallel::parts(grad.len(), ELEMENTWISE_WORK);
+    let work: Vec<_> = parallel::chunks_mut(&mut grad, &parts, 1)
+        .into_iter()
+        .zip(&parts)
+        .collect();
+    parallel::run(work, |(grad, part)| F::tanh_grad(grad, &y[part.clone()]));
+    to_backend::<B, F, 1>(grad, dims, &device)
 }
 
 /// The forward loop: `h(t) = tanh(drive(t) + h(t-1) W)`, one `[rows, hidden]` GEMM per step,

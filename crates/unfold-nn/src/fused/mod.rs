@@ -64,6 +64,7 @@ mod host_head;
 #[cfg(feature = "ndarray")]
 mod parallel;
 pub mod sgemm;
+pub mod tanh;
 
 pub use head::{NllRows, ReadoutLossBackend, ReadoutNllGrads};
 
