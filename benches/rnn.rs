@@ -34,6 +34,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::ModuleOps;
 use burn::tensor::TensorPrimitive;
 use unfold::backend::{self, TrainBackend};
+use unfold::nn::fused::embedding::EmbeddingBackend;
 use unfold::nn::fused::{NllRows, ReadoutLossBackend, RecurrentBackend};
 use unfold::nn::jordan::{Forcing, JordanRnn, JordanRnnConfig};
 use unfold::nn::recurrence::Steps;
@@ -458,21 +459,18 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         ));
     };
     let drive = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
-    time_it("input forward (U[x] + b: embedding gather)", &mut || {
+    time_it("input forward (fused: U[x] + b)", &mut || {
         let _ = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
     });
-    time_it(
-        "input backward (∂U scatter-add, ∂b column sums)",
-        &mut || {
-            let d_u = Inner::embedding_backward(
-                prim(rnn.cell.u.val()),
-                prim3(drive.clone()),
-                ids.clone().into_primitive(),
-            );
-            let _ = Tensor::<Inner, 2>::from_primitive(TensorPrimitive::Float(d_u));
-            let _ = drive.clone().reshape([b * t, h]).sum_dim(0);
-        },
-    );
+    let ids_flat = ids.clone().reshape([b * t]);
+    time_it("input backward (fused: ∂U scatter-add, ∂b column sums)", &mut || {
+        let (d_u, d_b) = Inner::embedding_with_bias_backward(
+            prim(drive.clone().reshape([b * t, h])),
+            ids_flat.clone().into_primitive(),
+            shape.vocab,
+        );
+        let _ = (d_u, d_b);
+    });
     let w = prim(rnn.cell.w.val());
     let h0 = prim(Tensor::<Inner, 2>::zeros([b, h], &device));
     let states = Inner::tanh_recurrence(prim3(drive.clone()), w.clone(), h0.clone(), &steps);

@@ -16,6 +16,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::Result;
+use crate::fused;
 use crate::init;
 use crate::kernel::{tanh_recurrence, tanh_step};
 use crate::readout::{Readout, ReadoutConfig};
@@ -76,9 +77,15 @@ impl<B: Backend> Recurrence<B> for ElmanCell<B> {
     /// `b + U x(t)` for every step at once. For token ids `U x(t)` is row `x(t)` of `U`
     /// (the one-hot product without multiplying by zeros).
     fn drive(&self, input: SequenceInput<B>) -> Tensor<B, 3> {
-        let ux = match input {
-            SequenceInput::Dense(x) => x.matmul(self.u.val().unsqueeze()),
-            SequenceInput::Tokens(ids) => burn::tensor::module::embedding(self.u.val(), ids),
+        let ux = match (input, &self.b) {
+            // Token ids: a row lookup of U and the bias in one fused pass.
+            (SequenceInput::Tokens(ids), Some(b)) => {
+                return fused::embedding::embedding_with_bias(self.u.val(), b.val(), ids);
+            }
+            (SequenceInput::Tokens(ids), None) => {
+                burn::tensor::module::embedding(self.u.val(), ids)
+            }
+            (SequenceInput::Dense(x), _) => x.matmul(self.u.val().unsqueeze()),
         };
         match &self.b {
             Some(b) => ux + b.val().unsqueeze(),

@@ -463,9 +463,13 @@ impl<B: Backend> Parts<'_, B> {
 
     /// `b + U x(t)` for every step at once (token ids: row lookups of `U`).
     fn input_drive(&self, input: SequenceInput<B>) -> Tensor<B, 3> {
-        let ux = match input {
-            SequenceInput::Dense(x) => x.matmul(self.u.clone().unsqueeze()),
-            SequenceInput::Tokens(ids) => embedding(self.u.clone(), ids),
+        let ux = match (input, &self.b) {
+            // Token ids: a row lookup of U and the bias in one fused pass.
+            (SequenceInput::Tokens(ids), Some(b)) => {
+                return fused::embedding::embedding_with_bias(self.u.clone(), b.clone(), ids);
+            }
+            (SequenceInput::Tokens(ids), None) => embedding(self.u.clone(), ids),
+            (SequenceInput::Dense(x), _) => x.matmul(self.u.clone().unsqueeze()),
         };
         match &self.b {
             Some(b) => ux + b.clone().unsqueeze(),

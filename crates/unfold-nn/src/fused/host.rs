@@ -10,8 +10,8 @@ use std::ops::Range;
 
 use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Element, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{DType, Element, Int, Tensor, TensorData, TensorPrimitive};
 
 use super::{parallel, sgemm, RecurrenceGrads};
 use crate::recurrence::Steps;
@@ -467,6 +467,105 @@ pub fn backward<B: Backend>(
 
 pub(super) fn dtype<B: Backend>(tensor: &FloatTensor<B>) -> DType {
     burn::tensor::TensorMetadata::dtype(tensor)
+}
+
+/// `U[ids] + b` for every token (see [`super::embedding`]), rows split across cores.
+pub fn embedding_forward<B: Backend>(
+    u: FloatTensor<B>,
+    b: FloatTensor<B>,
+    ids: IntTensor<B>,
+) -> FloatTensor<B> {
+    match dtype::<B>(&u) {
+        DType::F32 => embedding_forward_in::<B, f32>(u, b, ids),
+        DType::F64 => embedding_forward_in::<B, f64>(u, b, ids),
+        _ => super::embedding::generic::forward::<B>(u, b, ids),
+    }
+}
+
+/// `(∂U, ∂b)` of the token input, rows split across cores (each part scatter-adds into its
+/// own `∂U`; the parts are summed).
+pub fn embedding_backward<B: Backend>(
+    grad: FloatTensor<B>,
+    ids: IntTensor<B>,
+    vocab: usize,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    match dtype::<B>(&grad) {
+        DType::F32 => embedding_backward_in::<B, f32>(grad, ids, vocab),
+        DType::F64 => embedding_backward_in::<B, f64>(grad, ids, vocab),
+        _ => super::embedding::generic::backward::<B>(grad, ids, vocab),
+    }
+}
+
+/// Token ids as host indices.
+fn host_ids<B: Backend>(ids: IntTensor<B>) -> Vec<usize> {
+    Tensor::<B, 1, Int>::from_primitive(ids)
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .expect("converted to i64")
+        .into_iter()
+        .map(|id| usize::try_from(id).expect("token ids are checked before the kernel"))
+        .collect()
+}
+
+fn embedding_forward_in<B: Backend, F: HostFloat>(
+    u: FloatTensor<B>,
+    b: FloatTensor<B>,
+    ids: IntTensor<B>,
+) -> FloatTensor<B> {
+    let (u, [_, hidden], device) = to_host::<B, F, 2>(u);
+    let (b, _, _) = to_host::<B, F, 1>(b);
+    let ids = host_ids::<B>(ids);
+    let mut drive = vec![F::default(); ids.len() * hidden];
+    let parts = parallel::parts(ids.len(), hidden);
+    let work: Vec<_> = parallel::chunks_mut(&mut drive, &parts, hidden)
+        .into_iter()
+        .zip(&parts)
+        .collect();
+    parallel::run(work, |(drive, part)| {
+        for (row, &id) in drive.chunks_exact_mut(hidden).zip(&ids[part.clone()]) {
+            let u_row = &u[id * hidden..(id + 1) * hidden];
+            row.iter_mut()
+                .zip(u_row.iter().zip(&b))
+                .for_each(|(d, (&u, &b))| *d = u + b);
+        }
+    });
+    to_backend::<B, F, 2>(drive, [ids.len(), hidden], &device)
+}
+
+fn embedding_backward_in<B: Backend, F: HostFloat>(
+    grad: FloatTensor<B>,
+    ids: IntTensor<B>,
+    vocab: usize,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (grad, [_, hidden], device) = to_host::<B, F, 2>(grad);
+    let ids = host_ids::<B>(ids);
+    let parts = parallel::parts(ids.len(), hidden);
+    let sums = parallel::run(parts, |part| {
+        let (mut d_u, mut d_b) = (
+            vec![F::default(); vocab * hidden],
+            vec![F::default(); hidden],
+        );
+        let rows = grad[part.start * hidden..part.end * hidden].chunks_exact(hidden);
+        for (row, &id) in rows.zip(&ids[part]) {
+            let d_u_row = &mut d_u[id * hidden..(id + 1) * hidden];
+            for ((du, db), &g) in d_u_row.iter_mut().zip(d_b.iter_mut()).zip(row) {
+                *du = *du + g;
+                *db = *db + g;
+            }
+        }
+        (d_u, d_b)
+    });
+    let mut sums = sums.into_iter();
+    let (mut d_u, mut d_b) = sums.next().expect("at least one part");
+    for (part_u, part_b) in sums {
+        d_u.iter_mut().zip(part_u).for_each(|(d, x)| *d = *d + x);
+        d_b.iter_mut().zip(part_b).for_each(|(d, x)| *d = *d + x);
+    }
+    (
+        to_backend::<B, F, 2>(d_u, [vocab, hidden], &device),
+        to_backend::<B, F, 1>(d_b, [hidden], &device),
+    )
 }
 
 /// The elementwise `tanh` of a rank-1 tensor (see [`super::tanh`]), split across cores.

@@ -55,6 +55,7 @@ macro_rules! return_fused_runner {
     };
 }
 
+pub mod embedding;
 mod generic;
 pub mod head;
 #[cfg(feature = "ndarray")]
