@@ -463,14 +463,17 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         let _ = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
     });
     let ids_flat = ids.clone().reshape([b * t]);
-    time_it("input backward (fused: ∂U scatter-add, ∂b column sums)", &mut || {
-        let (d_u, d_b) = Inner::embedding_with_bias_backward(
-            prim(drive.clone().reshape([b * t, h])),
-            ids_flat.clone().into_primitive(),
-            shape.vocab,
-        );
-        let _ = (d_u, d_b);
-    });
+    time_it(
+        "input backward (fused: ∂U scatter-add, ∂b column sums)",
+        &mut || {
+            let (d_u, d_b) = Inner::embedding_with_bias_backward(
+                prim(drive.clone().reshape([b * t, h])),
+                ids_flat.clone().into_primitive(),
+                shape.vocab,
+            );
+            let _ = (d_u, d_b);
+        },
+    );
     let w = prim(rnn.cell.w.val());
     let h0 = prim(Tensor::<Inner, 2>::zeros([b, h], &device));
     let states = Inner::tanh_recurrence(prim3(drive.clone()), w.clone(), h0.clone(), &steps);
@@ -745,12 +748,9 @@ fn main() {
             .chain([8, 16, 64, 128].map(|batch| Shape { batch, ..STANDARD }));
         for shape in shapes {
             let mut step = unfold_step::<TrainBackend>(shape, Head::Fused);
-            let m = measure(
-                1,
-                if shape.time > 1024 { 2 } else { 3 },
-                Duration::ZERO,
-                &mut step,
-            );
+            // At least a second of steps after two warm-up steps (the first allocates Adam's
+            // state and the allocator's pools), at least two steps for the longest sequence.
+            let m = measure(2, 2, Duration::from_secs(1), &mut step);
             let tokens = (shape.batch * shape.time) as f64;
             println!(
                 "| B{} T{} | {:.1} | {:.2} | {:.0} | {:.1} | {:.0} |",

@@ -22,6 +22,8 @@ use std::sync::OnceLock;
 const ROWS: usize = 6;
 /// zmm vectors (16 floats each) per register block: 64 columns.
 const VECS: usize = 4;
+/// Rows of `B` per pass over `C`: a 64-column panel of 256 rows is 64 KiB, at home in L2.
+const DEPTH: usize = 256;
 
 /// Whether this CPU runs the AVX-512 kernel (checked once).
 pub fn available() -> bool {
@@ -66,24 +68,31 @@ pub fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: avx512f is present (asserted above); every access below stays inside the bounds
-    // just checked (columns past `n` are masked off), and `c` is borrowed mutably, so it
-    // aliases neither `a` nor `b`.
-    unsafe {
-        kernel(
-            m,
-            k,
-            n,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            accumulate,
-            c.as_mut_ptr(),
-            rsc,
-        );
+    // K in slices of `DEPTH`, each added to `C`: the slice of `B` one register block streams
+    // stays in cache. Without it, the `∂W = Σ_t h(t-1)ᵀ δa(t)` product of a long sequence
+    // (K = rows·time) re-read all of `B` from memory once per register block.
+    for start in (0..k.max(1)).step_by(DEPTH) {
+        let depth = DEPTH.min(k - start.min(k));
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: avx512f is present (asserted above); every access below stays inside the
+        // bounds just checked (columns past `n` are masked off; rows `start..start + depth` of
+        // `B` and columns of `A` are within `k`), and `c` is borrowed mutably, so it aliases
+        // neither `a` nor `b`.
+        unsafe {
+            kernel(
+                m,
+                depth,
+                n,
+                a.as_ptr().add(start * csa),
+                rsa,
+                csa,
+                b.as_ptr().add(start * rsb),
+                rsb,
+                accumulate || start > 0,
+                c.as_mut_ptr(),
+                rsc,
+            );
+        }
     }
 }
 
