@@ -31,7 +31,6 @@ use burn::nn::{Linear, LinearConfig, Rnn, RnnConfig, RnnState};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ops::ModuleOps;
 use burn::tensor::TensorPrimitive;
 use unfold::backend::{self, TrainBackend};
 use unfold::nn::fused::embedding::EmbeddingBackend;
@@ -40,8 +39,7 @@ use unfold::nn::jordan::{Forcing, JordanRnn, JordanRnnConfig};
 use unfold::nn::recurrence::Steps;
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{
-    readout_nll, sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput,
-    UnrollOptions,
+    sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput, UnrollOptions,
 };
 
 struct CountingAllocator;
@@ -256,16 +254,10 @@ fn jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
     let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     move || {
-        let out = model.forward(
+        let loss = model.loss(
             inputs.clone(),
-            Some(targets.clone()),
-            &Forcing::TeacherForced,
-        );
-        let loss = readout_nll(
-            out.states,
-            &model.readout,
             targets.clone(),
-            None,
+            &Forcing::TeacherForced,
             Reduction::MeanPerToken,
         );
         let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -799,7 +799,51 @@ impl<B: Backend> JordanRnn<B> {
         targets: Option<Tensor<B, 2, Int>>,
         forcing: &Forcing,
     ) -> Result<JordanOutput<B>> {
-        let input = input.into();
+        let (states, fed_back) = self.try_states(input.into(), targets, forcing)?;
+        Ok(JordanOutput {
+            logits: self.parts().readout(states.clone()),
+            states,
+            fed_back,
+        })
+    }
+
+    /// The training loss in one pass: the sequence negative log-likelihood of `targets`
+    /// `[batch, time]` under `forcing`, equal (values and gradients) to
+    /// `sequence_nll(forward(input, Some(targets), forcing).logits, targets, None, reduction)`,
+    /// but with the readout, log-softmax and loss fused into one operation (see
+    /// [`try_readout_nll`](crate::loss::try_readout_nll)): the logits are never materialised.
+    pub fn try_loss(
+        &self,
+        input: impl Into<SequenceInput<B>>,
+        targets: Tensor<B, 2, Int>,
+        forcing: &Forcing,
+        reduction: crate::loss::Reduction,
+    ) -> Result<Tensor<B, 1>> {
+        let (states, _) = self.try_states(input.into(), Some(targets.clone()), forcing)?;
+        crate::loss::try_readout_nll(states, &self.readout, targets, None, reduction)
+    }
+
+    /// [`try_loss`](Self::try_loss), panicking with its error message.
+    pub fn loss(
+        &self,
+        input: impl Into<SequenceInput<B>>,
+        targets: Tensor<B, 2, Int>,
+        forcing: &Forcing,
+        reduction: crate::loss::Reduction,
+    ) -> Tensor<B, 1> {
+        self.try_loss(input, targets, forcing, reduction)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The states `h(t)` of every step under `forcing`, and what was fed back (see
+    /// [`try_forward`](Self::try_forward)).
+    #[allow(clippy::type_complexity)]
+    fn try_states(
+        &self,
+        input: SequenceInput<B>,
+        targets: Option<Tensor<B, 2, Int>>,
+        forcing: &Forcing,
+    ) -> Result<(Tensor<B, 3>, Option<Tensor<B, 3>>)> {
         let targets = check_forward(
             &input,
             targets,
@@ -838,11 +882,7 @@ impl<B: Backend> JordanRnn<B> {
                 (states, Some(chosen))
             }
         };
-        Ok(JordanOutput {
-            logits: parts.readout(states.clone()),
-            states,
-            fed_back,
-        })
+        Ok((states, fed_back))
     }
 
     /// [`try_forward`](Self::try_forward), panicking with its error message.
@@ -1371,6 +1411,29 @@ mod tests {
                 jordan_grads(&model, nll(&parallel, &targets)),
                 jordan_grads(&model, nll(&sequential, &targets)),
                 "Jordan teacher forcing",
+            );
+        }
+    }
+
+    #[test]
+    fn fused_loss_equals_the_nll_of_the_forward_logits() {
+        let device = Default::default();
+        let model = jordan::<Ad>(4, 5, &device);
+        let targets = random_ids::<Ad>(3, 7, 5, 4, &device);
+        let tokens = random_ids::<Ad>(3, 7, 4, 5, &device);
+        let free = Forcing::FreeRunning {
+            feedback: Feedback::Softmax,
+            seed: 0,
+        };
+        for forcing in [Forcing::TeacherForced, free] {
+            let output = model.forward(tokens.clone(), Some(targets.clone()), &forcing);
+            let reference = nll(&output, &targets);
+            let fused = model.loss(tokens.clone(), targets.clone(), &forcing, Reduction::Sum);
+            assert_close(&flat(fused.clone()), &flat(reference.clone()), "loss");
+            assert_same_grads(
+                jordan_grads(&model, fused),
+                jordan_grads(&model, reference),
+                "fused Jordan loss",
             );
         }
     }
