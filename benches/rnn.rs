@@ -7,6 +7,7 @@
 //! cargo bench --bench rnn -- standard     # only workloads whose name contains "standard"
 //! cargo bench --bench rnn -- breakdown    # where a standard training step's time goes
 //! cargo bench --bench rnn -- scale        # time per step vs sequence length and batch size
+//! cargo bench --bench rnn -- gemm         # the GEMM kernel against matrixmultiply
 //! ```
 //!
 //! After each workload's Rust rows the PyTorch script runs the same workload, so the rows are
@@ -523,6 +524,50 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
 }
 
 /// The PyTorch rows for `workload` (a name fragment the script understands), or a note.
+/// GFLOP/s of unfold's AVX-512 kernel and of `matrixmultiply` (what burn-ndarray uses, with
+/// its AVX-512 kernel on) for `C[m×n] += A[m×k]·B[k×n]`, row-major, on this thread.
+fn gemm_rates(m: usize, k: usize, n: usize, quick: bool) -> (f64, f64) {
+    let (a, b) = (vec![0.5f32; m * k], vec![0.25f32; k * n]);
+    let mut c = vec![0.0f32; m * n];
+    let reps = ((if quick { 2e8 } else { 2e9 }) / (2 * m * k * n) as f64).ceil() as usize;
+    let mut rate = |run: &mut dyn FnMut(&mut [f32])| {
+        run(&mut c); // warm-up
+        let started = Instant::now();
+        for _ in 0..reps {
+            run(&mut c);
+        }
+        2.0 * (m * k * n * reps) as f64 / started.elapsed().as_secs_f64() / 1e9
+    };
+    let ours = if unfold::nn::fused::sgemm::available() {
+        rate(&mut |c| unfold::nn::fused::sgemm::sgemm(m, k, n, &a, k, 1, &b, n, true, c, n))
+    } else {
+        f64::NAN
+    };
+    let (a, b) = (a.as_ptr(), b.as_ptr());
+    let theirs = rate(&mut |c| {
+        // SAFETY: a, b and c hold m×k, k×n and m×n row-major floats.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a,
+                k as isize,
+                1,
+                b,
+                n as isize,
+                1,
+                1.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    });
+    (ours, theirs)
+}
+
 fn pytorch_rows(workload: &str, quick: bool) -> Vec<Row> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pytorch_reference.py");
     let python = std::env::var("UNFOLD_BENCH_PYTHON").unwrap_or_else(|_| {
@@ -723,6 +768,20 @@ fn main() {
                     row.system, row.ms_per_step, row.cpu_ms
                 );
             }
+        }
+    }
+
+    if wanted("gemm") {
+        println!("\n| GEMM C += A·B, one thread | unfold sgemm GFLOP/s | matrixmultiply GFLOP/s |\n|---|---|---|");
+        for (m, k, n, what) in [
+            (32, 256, 256, "per-step recurrence product (B32 H256)"),
+            (16, 256, 256, "the same, half the batch (one of two cores)"),
+            (256, 1024, 256, "∂W over 16 rows × 64 steps"),
+            (2048, 256, 65, "readout logits over B·T rows"),
+            (64, 1024, 1024, "per-step product, large shape"),
+        ] {
+            let (ours, theirs) = gemm_rates(m, k, n, quick);
+            println!("| {m}×{k}×{n}: {what} | {ours:.0} | {theirs:.0} |");
         }
     }
 
