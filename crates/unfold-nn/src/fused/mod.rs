@@ -18,7 +18,7 @@
 //!
 //! This follows Burn's pattern for custom backward operations: a backend extension trait,
 //! [`RecurrentBackend`], whose implementation for `Autodiff<B>` registers the node. The
-//! library's models stay generic over any `Backend`: [`tanh_recurrence`] looks the backend up by
+//! library's models stay generic over any `Backend`: [`tanh_recurrence`](crate::kernel::tanh_recurrence) looks the backend up by
 //! type and uses the fused operation where an implementation exists (ndarray, wgpu, and
 //! autodiff over either), falling back to the recorded per-step loop elsewhere.
 
