@@ -71,24 +71,36 @@ fn random_inputs<B: Backend, E: Element>(
     let rng = &mut StdRng::seed_from_u64(7);
     (
         random::<B, E, 3>([batch, time, hidden], 1.0, rng),
-        random::<B, E, 2>([hidden, hidden], 0.6, rng),
+        // Scaled with 1/√hidden (0.6 at the small tests' hidden 6) so that long sequences
+        // neither saturate every state nor blow the gradients up.
+        random::<B, E, 2>([hidden, hidden], 0.6 * (6.0 / hidden as f64).sqrt(), rng),
         random::<B, E, 2>([batch, hidden], 1.0, rng),
         random::<B, E, 3>([batch, time, hidden], 1.0, rng),
     )
 }
 
 fn assert_fused_equals_recorded<B: AutodiffBackend, E: Element>(tolerance: f64) {
+    let cases = [
+        (None, false),
+        (None, true),
+        (Some(vec![9, 3, 1, 6]), false),
+        (Some(vec![2, 9, 5, 1]), true),
+    ];
+    assert_fused_equals_recorded_at::<B, E>([4, 9, 6], &cases, tolerance);
+}
+
+fn assert_fused_equals_recorded_at<B: AutodiffBackend, E: Element>(
+    [batch, time, hidden]: [usize; 3],
+    cases: &[(Option<Vec<usize>>, bool)],
+    tolerance: f64,
+) {
     assert!(
         fused::runner::<B>().is_some(),
         "the fused path must be taken for this backend"
     );
-    let inputs = random_inputs::<B, E>(4, 9, 6);
-    for (lengths, reverse) in [
-        (None, false),
-        (None, true),
-        (Some(&[9, 3, 1, 6][..]), false),
-        (Some(&[2, 9, 5, 1][..]), true),
-    ] {
+    let inputs = random_inputs::<B, E>(batch, time, hidden);
+    for (lengths, reverse) in cases {
+        let (lengths, reverse) = (lengths.as_deref(), *reverse);
         let fused = outcome::<B>(tanh_recurrence, &inputs, lengths, reverse);
         let recorded = outcome::<B>(tanh_recurrence_unfused, &inputs, lengths, reverse);
         assert_eq!(
@@ -127,6 +139,20 @@ fn fused_equals_recorded_unroll_in_f64() {
 fn fused_equals_recorded_unroll_in_f32() {
     // f32 with the rational tanh: a few ulps per step, compounded over 9 steps.
     assert_fused_equals_recorded::<Autodiff<NdArray<f32>>, f32>(2e-5);
+}
+
+/// A batch large enough that the host kernel splits its rows across cores (on a machine with
+/// more than one), with W small enough that the states do not all saturate.
+#[test]
+fn fused_split_across_cores_equals_recorded_unroll() {
+    let lengths: Vec<usize> = (0..8).map(|b| 64 - 7 * b).collect();
+    let cases = [
+        (None, false),
+        (Some(lengths.clone()), false),
+        (Some(lengths), true),
+    ];
+    assert_fused_equals_recorded_at::<Autodiff<NdArray<f64>>, f64>([8, 64, 128], &cases, 1e-11);
+    assert_fused_equals_recorded_at::<Autodiff<NdArray<f32>>, f32>([8, 64, 128], &cases, 1e-4);
 }
 
 #[test]
