@@ -209,6 +209,7 @@ host_float!(f64, F64, matrixmultiply::dgemm, f64::tanh, portable);
 /// `e^x` for f32 as `2^n · p(r)` with `x = n ln 2 + r` (the Cephes `expf` polynomial), accurate
 /// to about an f32 ulp and, unlike `f32::exp`, vectorisable: the softmax of the readout takes
 /// one per row and class.
+#[allow(clippy::excessive_precision)] // the published coefficients, as printed
 pub fn fast_exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -359,6 +360,7 @@ mod portable {
 /// `tanh` for f32 as a rational function (the minimax approximation Eigen uses), accurate to a
 /// few f32 ulps and, unlike `f32::tanh`, vectorisable: the states of a sequence are half a
 /// million `tanh`s per forward pass.
+#[allow(clippy::excessive_precision)] // the published coefficients, as printed
 pub fn fast_tanh(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
     const A: [f32; 7] = [
@@ -858,6 +860,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one part holding every row, on purpose
     fn rows_split_across_threads_give_the_single_thread_result() {
         for reverse in [false, true] {
             let (drive, grad, w, h0, steps) = problem(reverse);

@@ -173,6 +173,7 @@ unsafe fn by_rows<const V: usize>(rows: usize, args: BlockArgs) {
 /// One `R × 16V` block of `C`: `Σ_p A[r, p] · B[p, ..]` in registers, then one store.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // rows index `acc` and the strided `A`/`C` alike
 unsafe fn block<const R: usize, const V: usize>(
     (k, a, rsa, csa, b, rsb, masks, accumulate, c, rsc): BlockArgs,
 ) {
