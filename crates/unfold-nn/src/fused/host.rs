@@ -70,6 +70,11 @@ pub trait HostFloat:
     fn ln(self) -> Self;
     /// The values and shape of an ndarray tensor of this float type, or the tensor back.
     fn from_ndarray(tensor: NdArrayTensor) -> Result<(Vec<Self>, Vec<usize>), NdArrayTensor>;
+    /// The array inside an ndarray tensor of this float type (shared, not copied), or the
+    /// tensor back.
+    fn ndarray_array(
+        tensor: NdArrayTensor,
+    ) -> Result<ndarray::ArcArray<Self, ndarray::IxDyn>, NdArrayTensor>;
     /// An ndarray tensor holding `values` (row-major) with `shape`.
     fn into_ndarray(values: Vec<Self>, shape: &[usize]) -> NdArrayTensor;
 }
@@ -126,6 +131,14 @@ macro_rules! host_float {
                         let shape = array.shape().to_vec();
                         Ok((into_vec(array), shape))
                     }
+                    other => Err(other),
+                }
+            }
+            fn ndarray_array(
+                tensor: NdArrayTensor,
+            ) -> Result<ndarray::ArcArray<Self, ndarray::IxDyn>, NdArrayTensor> {
+                match tensor {
+                    NdArrayTensor::$variant(storage) => Ok(storage.into_owned()),
                     other => Err(other),
                 }
             }
@@ -420,6 +433,52 @@ pub(super) fn to_host<B: Backend, F: HostFloat, const D: usize>(
     (values, dims, device)
 }
 
+/// A read-only host view of a tensor's values, row-major.
+pub(super) enum HostRead<F> {
+    /// The ndarray buffer itself (a shared reference to it: nothing copied).
+    Shared(ndarray::ArcArray<F, ndarray::IxDyn>),
+    /// A copy, for other backends and other layouts.
+    Copied(Vec<F>),
+}
+
+impl<F> std::ops::Deref for HostRead<F> {
+    type Target = [F];
+
+    fn deref(&self) -> &[F] {
+        match self {
+            HostRead::Shared(array) => array.as_slice().expect("checked: standard layout"),
+            HostRead::Copied(values) => values,
+        }
+    }
+}
+
+/// A tensor's values to read: for ndarray the buffer itself, without the copy [`to_host`] makes
+/// of a buffer that is shared (a parameter, the states saved for the backward pass).
+pub(super) fn read_host<B: Backend, F: HostFloat, const D: usize>(
+    primitive: FloatTensor<B>,
+) -> (HostRead<F>, [usize; D]) {
+    let boxed: Box<dyn Any> = Box::new(primitive);
+    let primitive = match boxed.downcast::<NdArrayTensor>() {
+        Ok(tensor) => match F::ndarray_array(*tensor) {
+            Ok(array) => {
+                let dims = array.shape().try_into().expect("the tensor's rank");
+                if array.as_slice().is_some() {
+                    return (HostRead::Shared(array), dims);
+                }
+                return (HostRead::Copied(into_vec(array)), dims);
+            }
+            Err(tensor) => *(Box::new(tensor) as Box<dyn Any>)
+                .downcast::<FloatTensor<B>>()
+                .expect("came from this type"),
+        },
+        Err(other) => *other
+            .downcast::<FloatTensor<B>>()
+            .expect("came from this type"),
+    };
+    let (values, dims, _) = to_host::<B, F, D>(primitive);
+    (HostRead::Copied(values), dims)
+}
+
 /// A host `Vec` as a tensor of backend `B`, in float type `F` (for ndarray without a copy).
 pub(super) fn to_backend<B: Backend, F: HostFloat, const D: usize>(
     values: Vec<F>,
@@ -515,8 +574,9 @@ fn embedding_forward_in<B: Backend, F: HostFloat>(
     b: FloatTensor<B>,
     ids: IntTensor<B>,
 ) -> FloatTensor<B> {
-    let (u, [_, hidden], device) = to_host::<B, F, 2>(u);
-    let (b, _, _) = to_host::<B, F, 1>(b);
+    let device = B::float_device(&u);
+    let (u, [_, hidden]) = read_host::<B, F, 2>(u);
+    let (b, _) = read_host::<B, F, 1>(b);
     let ids = host_ids::<B>(ids);
     let mut drive = vec![F::default(); ids.len() * hidden];
     let parts = parallel::parts(ids.len(), hidden);
@@ -528,7 +588,7 @@ fn embedding_forward_in<B: Backend, F: HostFloat>(
         for (row, &id) in drive.chunks_exact_mut(hidden).zip(&ids[part.clone()]) {
             let u_row = &u[id * hidden..(id + 1) * hidden];
             row.iter_mut()
-                .zip(u_row.iter().zip(&b))
+                .zip(u_row.iter().zip(b.iter()))
                 .for_each(|(d, (&u, &b))| *d = u + b);
         }
     });
@@ -606,7 +666,7 @@ fn tanh_backward_in<B: Backend, F: HostFloat>(
     grad: FloatTensor<B>,
 ) -> FloatTensor<B> {
     let (mut grad, dims, device) = to_host::<B, F, 1>(grad);
-    let (y, _, _) = to_host::<B, F, 1>(y);
+    let (y, _) = read_host::<B, F, 1>(y);
     let parts = parallel::parts(grad.len(), ELEMENTWISE_WORK);
     let work: Vec<_> = parallel::chunks_mut(&mut grad, &parts, 1)
         .into_iter()
@@ -625,8 +685,8 @@ fn forward_in<B: Backend, F: HostFloat>(
     steps: &Steps,
 ) -> FloatTensor<B> {
     let (mut states, dims, device) = to_host::<B, F, 3>(drive); // the drive is overwritten in place
-    let (w, _, _) = to_host::<B, F, 2>(w);
-    let (h0, _, _) = to_host::<B, F, 2>(h0);
+    let (w, _) = read_host::<B, F, 2>(w);
+    let (h0, _) = read_host::<B, F, 2>(h0);
     let [batch, time, hidden] = dims;
     let parts = parallel::parts(batch, time * hidden * hidden);
     forward_parts(&mut states, &h0, &w, steps, &parts);
@@ -702,9 +762,9 @@ fn backward_in<B: Backend, F: HostFloat>(
     steps: &Steps,
 ) -> RecurrenceGrads<B> {
     let (mut da, dims, device) = to_host::<B, F, 3>(grad); // ∂L/∂h is overwritten with δa in place
-    let (states, _, _) = to_host::<B, F, 3>(states);
-    let (w, _, _) = to_host::<B, F, 2>(w);
-    let (h0, _, _) = to_host::<B, F, 2>(h0);
+    let (states, _) = read_host::<B, F, 3>(states);
+    let (w, _) = read_host::<B, F, 2>(w);
+    let (h0, _) = read_host::<B, F, 2>(h0);
     let [batch, time, hidden] = dims;
     let parts = parallel::parts(batch, 2 * time * hidden * hidden);
     let (d_w, d_h0) = backward_parts(&mut da, &states, &h0, &w, steps, &parts);

@@ -7,7 +7,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor};
 
 use super::head::{generic, NllRows, ReadoutNllGrads};
-use super::host::{dtype, to_backend, to_host, HostFloat};
+use super::host::{dtype, read_host, to_backend, to_host, HostFloat};
 use super::parallel;
 
 /// The forward pass in the tensors' float type (f32 or f64; others take the generic path).
@@ -48,9 +48,10 @@ fn forward_in<B: Backend, F: HostFloat>(
     rows: &NllRows,
     with_grad: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    let (h, [n, hidden], device) = to_host::<B, F, 2>(h);
-    let (v, [_, classes], _) = to_host::<B, F, 2>(v);
-    let (c, _, _) = to_host::<B, F, 1>(c);
+    let device = B::float_device(&h);
+    let (h, [n, hidden]) = read_host::<B, F, 2>(h);
+    let (v, [_, classes]) = read_host::<B, F, 2>(v);
+    let (c, _) = read_host::<B, F, 1>(c);
     let targets = Tensor::<B, 1, Int>::from_primitive(targets)
         .into_data()
         .convert::<i64>()
@@ -148,8 +149,8 @@ fn backward_in<B: Backend, F: HostFloat>(
 ) -> ReadoutNllGrads<B> {
     let (outer, _, _) = to_host::<B, F, 1>(grad);
     let (mut g, [n, classes], device) = to_host::<B, F, 2>(g);
-    let (h, [_, hidden], _) = to_host::<B, F, 2>(h);
-    let (v, _, _) = to_host::<B, F, 2>(v);
+    let (h, [_, hidden]) = read_host::<B, F, 2>(h);
+    let (v, _) = read_host::<B, F, 2>(v);
     let outer = outer[0];
     // Vᵀ, so that ∂h's product reads contiguous rows.
     let mut v_t = vec![F::default(); classes * hidden];
