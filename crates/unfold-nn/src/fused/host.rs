@@ -68,8 +68,6 @@ pub trait HostFloat:
     fn exp(self) -> Self;
     /// `ln x`.
     fn ln(self) -> Self;
-    /// The values and shape of an ndarray tensor of this float type, or the tensor back.
-    fn from_ndarray(tensor: NdArrayTensor) -> Result<(Vec<Self>, Vec<usize>), NdArrayTensor>;
     /// The array inside an ndarray tensor of this float type (shared, not copied), or the
     /// tensor back.
     fn ndarray_array(
@@ -122,18 +120,6 @@ macro_rules! host_float {
     ($float:ty, $variant:ident, $gemm:path, $tanh:expr, $fast:ident) => {
         impl HostFloat for $float {
             const ONE: Self = 1.0;
-            fn from_ndarray(
-                tensor: NdArrayTensor,
-            ) -> Result<(Vec<Self>, Vec<usize>), NdArrayTensor> {
-                match tensor {
-                    NdArrayTensor::$variant(storage) => {
-                        let array = storage.into_owned();
-                        let shape = array.shape().to_vec();
-                        Ok((into_vec(array), shape))
-                    }
-                    other => Err(other),
-                }
-            }
             fn ndarray_array(
                 tensor: NdArrayTensor,
             ) -> Result<ndarray::ArcArray<Self, ndarray::IxDyn>, NdArrayTensor> {
@@ -408,20 +394,12 @@ pub(super) fn to_host<B: Backend, F: HostFloat, const D: usize>(
     primitive: FloatTensor<B>,
 ) -> (Vec<F>, [usize; D], B::Device) {
     let device = B::float_device(&primitive);
-    let boxed: Box<dyn Any> = Box::new(primitive);
-    let primitive = match boxed.downcast::<NdArrayTensor>() {
-        Ok(tensor) => match F::from_ndarray(*tensor) {
-            Ok((values, shape)) => {
-                let dims = shape.try_into().expect("the tensor's rank");
-                return (values, dims, device);
-            }
-            Err(tensor) => *(Box::new(tensor) as Box<dyn Any>)
-                .downcast::<FloatTensor<B>>()
-                .expect("came from this type"),
-        },
-        Err(other) => *other
-            .downcast::<FloatTensor<B>>()
-            .expect("came from this type"),
+    let primitive = match ndarray_array::<B, F>(primitive) {
+        Ok(array) => {
+            let dims = array.shape().try_into().expect("the tensor's rank");
+            return (into_vec(array), dims, device);
+        }
+        Err(primitive) => primitive,
     };
     let tensor = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(primitive));
     let dims = tensor.dims();
@@ -431,6 +409,23 @@ pub(super) fn to_host<B: Backend, F: HostFloat, const D: usize>(
         .into_vec::<F>()
         .expect("converted to the host float type");
     (values, dims, device)
+}
+
+/// The ndarray array inside `primitive` when `B` is ndarray and the tensor holds `F`s (a shared
+/// reference: nothing copied), else the tensor back.
+fn ndarray_array<B: Backend, F: HostFloat>(
+    primitive: FloatTensor<B>,
+) -> Result<ndarray::ArcArray<F, ndarray::IxDyn>, FloatTensor<B>> {
+    let back = |tensor: Box<dyn Any>| {
+        *tensor
+            .downcast::<FloatTensor<B>>()
+            .expect("came from this type")
+    };
+    let boxed: Box<dyn Any> = Box::new(primitive);
+    match boxed.downcast::<NdArrayTensor>() {
+        Ok(tensor) => F::ndarray_array(*tensor).map_err(|tensor| back(Box::new(tensor))),
+        Err(other) => Err(back(other)),
+    }
 }
 
 /// A read-only host view of a tensor's values, row-major.
@@ -457,23 +452,15 @@ impl<F> std::ops::Deref for HostRead<F> {
 pub(super) fn read_host<B: Backend, F: HostFloat, const D: usize>(
     primitive: FloatTensor<B>,
 ) -> (HostRead<F>, [usize; D]) {
-    let boxed: Box<dyn Any> = Box::new(primitive);
-    let primitive = match boxed.downcast::<NdArrayTensor>() {
-        Ok(tensor) => match F::ndarray_array(*tensor) {
-            Ok(array) => {
-                let dims = array.shape().try_into().expect("the tensor's rank");
-                if array.as_slice().is_some() {
-                    return (HostRead::Shared(array), dims);
-                }
-                return (HostRead::Copied(into_vec(array)), dims);
+    let primitive = match ndarray_array::<B, F>(primitive) {
+        Ok(array) => {
+            let dims = array.shape().try_into().expect("the tensor's rank");
+            if array.as_slice().is_some() {
+                return (HostRead::Shared(array), dims);
             }
-            Err(tensor) => *(Box::new(tensor) as Box<dyn Any>)
-                .downcast::<FloatTensor<B>>()
-                .expect("came from this type"),
-        },
-        Err(other) => *other
-            .downcast::<FloatTensor<B>>()
-            .expect("came from this type"),
+            return (HostRead::Copied(into_vec(array)), dims);
+        }
+        Err(primitive) => primitive,
     };
     let (values, dims, _) = to_host::<B, F, D>(primitive);
     (HostRead::Copied(values), dims)
