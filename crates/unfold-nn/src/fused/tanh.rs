@@ -34,6 +34,7 @@ pub trait TanhBackend: Backend {
     }
 }
 
+#[cfg(feature = "ndarray")]
 pub(super) use generic::backward as generic_backward;
 
 /// The defaults in Burn tensor operations.
