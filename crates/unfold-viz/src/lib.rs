@@ -9,6 +9,8 @@
 //! - [`hidden`], [`pca`]: what a character language model's hidden units do over a stretch of
 //!   text (a heatmap) and where its states lie (a 2-D PCA projection coloured by the next
 //!   character).
+//! - [`scaling`]: time per training step against tokens per step on log-log axes, next to the
+//!   slope-1 line of linear scaling.
 //!
 //! Plots are SVG, drawn with `plotters` (SVG back end only: no system font or image library is
 //! needed to build). Data goes in as plain `Vec`s, so only [`HiddenStates::from_elman`] touches
@@ -20,6 +22,7 @@ pub mod graph;
 pub mod hidden;
 pub mod pca;
 pub mod render;
+pub mod scaling;
 pub mod topology;
 
 pub use curves::{write_loss_curves, LossCurveFiles, LossHistory};
@@ -29,6 +32,7 @@ pub use hidden::{
 };
 pub use pca::Pca;
 pub use render::{dot_available, DiagramFiles, DiagramWriter, Svg};
+pub use scaling::{write_scaling_plot, ScalingSeries};
 pub use topology::{CellNames, Feedback, Topology};
 
 use std::fs;
