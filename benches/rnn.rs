@@ -7,7 +7,9 @@
 //! cargo bench --bench rnn -- standard     # only workloads whose name contains "standard"
 //! cargo bench --bench rnn -- breakdown    # where a standard training step's time goes
 //! cargo bench --bench rnn -- scale        # time per step vs sequence length and batch size
+//! cargo bench --bench rnn -- scale --scale-plot=docs/diagrams/scale.svg   # and plot it
 //! cargo bench --bench rnn -- gemm         # the GEMM kernel against matrixmultiply
+//! cargo bench --bench rnn -- standard --system=unfold --no-pytorch   # one system's rows (to profile)
 //! ```
 //!
 //! After each workload's Rust rows the PyTorch script runs the same workload, so the rows are
@@ -32,7 +34,6 @@ use burn::nn::{Linear, LinearConfig, Rnn, RnnConfig, RnnState};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::TensorPrimitive;
 use unfold::backend::{self, TrainBackend};
 use unfold::nn::fused::embedding::EmbeddingBackend;
 use unfold::nn::fused::{NllRows, ReadoutLossBackend, RecurrentBackend};
@@ -426,7 +427,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     let (b, t, h, v) = (shape.batch, shape.time, shape.hidden, shape.vocab);
     let rnn = model.valid();
     let ids = random_ids::<Inner>(b, t, v, &device);
-    let y = random_ids::<Inner>(b * t, 1, v, &device).reshape([b * t]);
+    let y = random_ids::<Inner>(b, t, v, &device);
     let prim = |x: Tensor<Inner, 2>| x.into_primitive().tensor();
     let prim3 = |x: Tensor<Inner, 3>| x.into_primitive().tensor();
     let steps = Steps {
@@ -455,13 +456,12 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     time_it("input forward (fused: U[x] + b)", &mut || {
         let _ = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
     });
-    let ids_flat = ids.clone().reshape([b * t]);
     time_it(
         "input backward (fused: ∂U scatter-add, ∂b column sums)",
         &mut || {
             let (d_u, d_b) = Inner::embedding_with_bias_backward(
-                prim(drive.clone().reshape([b * t, h])),
-                ids_flat.clone().into_primitive(),
+                prim3(drive.clone()),
+                ids.clone().into_primitive(),
                 shape.vocab,
             );
             let _ = (d_u, d_b);
@@ -482,8 +482,6 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
             &steps,
         );
     });
-    let h_rows = Tensor::<Inner, 3>::from_primitive(TensorPrimitive::Float(states.clone()))
-        .reshape([b * t, h]);
     let (vw, c) = (
         prim(rnn.readout.v.val()),
         rnn.readout
@@ -495,7 +493,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
             .tensor(),
     );
     let (_, g) = Inner::readout_nll(
-        prim(h_rows.clone()),
+        states.clone(),
         vw.clone(),
         c.clone(),
         y.clone().into_primitive(),
@@ -505,7 +503,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     let g = g.unwrap();
     time_it("head + loss forward (fused, writes G)", &mut || {
         let _ = Inner::readout_nll(
-            prim(h_rows.clone()),
+            states.clone(),
             vw.clone(),
             c.clone(),
             y.clone().into_primitive(),
@@ -518,7 +516,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         .tensor();
     time_it("head + loss backward (∂h, ∂V, ∂c)", &mut || {
         let _ =
-            Inner::readout_nll_backward(one.clone(), g.clone(), prim(h_rows.clone()), vw.clone());
+            Inner::readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
     });
     out
 }
@@ -642,6 +640,12 @@ fn main() {
         .collect();
     let quick = args.iter().any(|a| a == "--quick");
     let no_python = args.iter().any(|a| a == "--no-pytorch");
+    let system_prefix = args.iter().find_map(|a| a.strip_prefix("--system="));
+    let system_wanted = |system: &str| system_prefix.is_none_or(|p| system.starts_with(p));
+    let scale_plot = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--scale-plot="))
+        .map(std::path::PathBuf::from);
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let (steps, min_time) = if quick {
@@ -725,7 +729,7 @@ fn main() {
             (steps, min_time)
         };
         let tokens = (shape.batch * shape.time) as f64;
-        for (system, mut step) in systems {
+        for (system, mut step) in systems.into_iter().filter(|s| system_wanted(s.0)) {
             let m = measure(2, steps, min_time, &mut step);
             report(&mut rows, name, system, tokens, &m);
         }
@@ -747,7 +751,7 @@ fn main() {
                 Box::new(burn_nn_generate::<backend::Backend>()),
             ),
         ];
-        for (system, mut run) in systems {
+        for (system, mut run) in systems.into_iter().filter(|s| system_wanted(s.0)) {
             let m = measure(1, steps.min(5), min_time, &mut run);
             report(&mut rows, name, system, tokens, &m);
         }
@@ -797,6 +801,8 @@ fn main() {
             .iter()
             .map(|&time| Shape { time, ..STANDARD })
             .chain([8, 16, 64, 128].map(|batch| Shape { batch, ..STANDARD }));
+        // (tokens per step, ms per step) along each axis, for the plot.
+        let (mut by_length, mut by_batch) = (Vec::new(), Vec::new());
         for shape in shapes {
             let mut step = unfold_step::<TrainBackend>(shape, Head::Fused);
             // At least a second of steps after two warm-up steps (the first allocates Adam's
@@ -813,6 +819,36 @@ fn main() {
                 m.peak_mib,
                 m.allocs_per_step
             );
+            let curve = if shape.batch == STANDARD.batch {
+                &mut by_length
+            } else {
+                &mut by_batch
+            };
+            curve.push((tokens, m.ms));
+        }
+        // The batch curve passes through the standard shape too.
+        by_batch.extend(by_length.first().copied());
+        if let Some(path) = scale_plot {
+            let series = [
+                unfold::viz::ScalingSeries::new(
+                    format!("length T = {lengths:?}, batch {}", STANDARD.batch),
+                    by_length,
+                ),
+                unfold::viz::ScalingSeries::new(
+                    format!("batch B = [8, 16, 32, 64, 128], length {}", STANDARD.time),
+                    by_batch,
+                ),
+            ];
+            let title = format!(
+                "unfold ElmanRnn training step (H{} V{}, Adam), {}",
+                STANDARD.hidden,
+                STANDARD.vocab,
+                backend::NAME
+            );
+            match unfold::viz::write_scaling_plot(&path, &title, &series) {
+                Ok(()) => println!("\nscale plot: {}", path.display()),
+                Err(e) => eprintln!("scale plot not written: {e}"),
+            }
         }
     }
 

@@ -158,13 +158,7 @@ pub fn try_readout_nll<B: Backend>(
         Some(c) => c.val(),
         None => Tensor::zeros([classes], (&v.device(), v.dtype())),
     };
-    Ok(run(
-        states.reshape([batch * time, hidden]),
-        v,
-        c,
-        targets.reshape([batch * time]),
-        &rows,
-    ))
+    Ok(run(states, v, c, targets, &rows))
 }
 
 /// [`try_readout_nll`], panicking with its error message.

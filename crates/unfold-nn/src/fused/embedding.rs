@@ -27,8 +27,13 @@ use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorPrimitive};
 use super::same_type;
 
 /// A backend with the fused token input (defaults: Burn's `select` and `select_add`).
+///
+/// The ids keep their `[batch, time]` shape and the drive is made `[batch, time, hidden]`
+/// directly: a reshape on either side would copy the whole tensor on ndarray (Burn 0.21's
+/// ndarray reshape copies), once forward and once for the gradient.
 pub trait EmbeddingBackend: Backend {
-    /// `U[ids] + b`: `u` `[vocab, hidden]`, `b` `[hidden]`, `ids` `[rows]` → `[rows, hidden]`.
+    /// `U[ids] + b`: `u` `[vocab, hidden]`, `b` `[hidden]`, `ids` `[batch, time]` →
+    /// `[batch, time, hidden]`.
     fn embedding_with_bias(
         u: FloatTensor<Self>,
         b: FloatTensor<Self>,
@@ -37,7 +42,7 @@ pub trait EmbeddingBackend: Backend {
         generic::forward::<Self>(u, b, ids)
     }
 
-    /// `(∂U, ∂b)` from `grad` `[rows, hidden]`, for a vocabulary of `vocab` rows.
+    /// `(∂U, ∂b)` from `grad` `[batch, time, hidden]`, for a vocabulary of `vocab` rows.
     fn embedding_with_bias_backward(
         grad: FloatTensor<Self>,
         ids: IntTensor<Self>,
@@ -60,10 +65,9 @@ pub(super) mod generic {
         b: FloatTensor<B>,
         ids: IntTensor<B>,
     ) -> FloatTensor<B> {
-        let ids = Tensor::<B, 1, Int>::from_primitive(ids);
-        (float::<B, 2>(u).select(0, ids) + float::<B, 1>(b).unsqueeze())
-            .into_primitive()
-            .tensor()
+        let ids = Tensor::<B, 2, Int>::from_primitive(ids);
+        let drive = burn::tensor::module::embedding(float::<B, 2>(u), ids);
+        (drive + float::<B, 1>(b).unsqueeze()).into_primitive().tensor()
     }
 
     pub fn backward<B: Backend>(
@@ -71,9 +75,10 @@ pub(super) mod generic {
         ids: IntTensor<B>,
         vocab: usize,
     ) -> (FloatTensor<B>, FloatTensor<B>) {
-        let grad = float::<B, 2>(grad);
-        let [_, hidden] = grad.dims();
-        let ids = Tensor::<B, 1, Int>::from_primitive(ids);
+        let grad = float::<B, 3>(grad);
+        let [batch, time, hidden] = grad.dims();
+        let grad = grad.reshape([batch * time, hidden]);
+        let ids = Tensor::<B, 2, Int>::from_primitive(ids).reshape([batch * time]);
         let zeros = Tensor::<B, 2>::zeros([vocab, hidden], (&grad.device(), grad.dtype()));
         let d_u = zeros.select_assign(0, ids, grad.clone(), IndexingUpdateOp::Add);
         let d_b = grad.sum_dim(0).reshape([hidden]);
@@ -168,15 +173,13 @@ pub fn embedding_with_bias<B: Backend>(
     b: Tensor<B, 1>,
     ids: Tensor<B, 2, Int>,
 ) -> Tensor<B, 3> {
-    let [batch, time] = ids.dims();
-    let hidden = u.dims()[1];
     match runner::<B>() {
-        Some(run) => run(u, b, ids.reshape([batch * time])).reshape([batch, time, hidden]),
+        Some(run) => run(u, b, ids),
         None => burn::tensor::module::embedding(u, ids) + b.unsqueeze(),
     }
 }
 
-type Runner<B> = fn(Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 1, Int>) -> Tensor<B, 2>;
+type Runner<B> = fn(Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 2, Int>) -> Tensor<B, 3>;
 
 fn runner<B: Backend>() -> Option<Runner<B>> {
     return_fused_runner!(B, run_as);
@@ -188,13 +191,13 @@ fn runner<B: Backend>() -> Option<Runner<B>> {
 fn run_as<B: Backend, R: EmbeddingBackend>(
     u: Tensor<B, 2>,
     b: Tensor<B, 1>,
-    ids: Tensor<B, 1, Int>,
-) -> Tensor<B, 2> {
+    ids: Tensor<B, 2, Int>,
+) -> Tensor<B, 3> {
     let u = same_type::<_, Tensor<R, 2>>(u).into_primitive().tensor();
     let b = same_type::<_, Tensor<R, 1>>(b).into_primitive().tensor();
-    let ids = same_type::<_, Tensor<R, 1, Int>>(ids).into_primitive();
+    let ids = same_type::<_, Tensor<R, 2, Int>>(ids).into_primitive();
     let drive = R::embedding_with_bias(u, b, ids);
-    same_type(Tensor::<R, 2>::from_primitive(TensorPrimitive::Float(
+    same_type(Tensor::<R, 3>::from_primitive(TensorPrimitive::Float(
         drive,
     )))
 }
@@ -261,12 +264,16 @@ mod tests {
         let (u, b, g) = (
             values::<B, 2>([4, 3], 4),
             values::<B, 1>([3], 5),
-            values::<B, 2>([7, 3], 6),
+            values::<B, 3>([2, 4, 3], 6),
         );
-        let ids = Tensor::<B, 1, Int>::from_data([3, 0, 3, 1, 1, 3, 2], &device);
+        let ids = Tensor::<B, 2, Int>::from_data([[3, 0, 3, 1], [1, 3, 2, 2]], &device);
         let p = |t: &Tensor<B, 2>| t.clone().into_primitive().tensor();
+        let p3 = |t: &Tensor<B, 3>| t.clone().into_primitive().tensor();
         let data = |t: FloatTensor<B>| {
             Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t)).into_data()
+        };
+        let data3 = |t: FloatTensor<B>| {
+            Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(t)).into_data()
         };
         let data1 = |t: FloatTensor<B>| {
             Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t)).into_data()
@@ -276,9 +283,11 @@ mod tests {
         let tolerance = Tolerance::absolute(1e-12);
         let host = B::embedding_with_bias(p(&u), b_p(), ids_p());
         let reference = generic::forward::<B>(p(&u), b_p(), ids_p());
-        data(host).assert_approx_eq::<f64>(&data(reference), tolerance);
-        let (host_u, host_b) = B::embedding_with_bias_backward(p(&g), ids_p(), 4);
-        let (ref_u, ref_b) = generic::backward::<B>(p(&g), ids_p(), 4);
+        let host = data3(host);
+        assert_eq!(host.shape.dims::<3>(), [2, 4, 3]);
+        host.assert_approx_eq::<f64>(&data3(reference), tolerance);
+        let (host_u, host_b) = B::embedding_with_bias_backward(p3(&g), ids_p(), 4);
+        let (ref_u, ref_b) = generic::backward::<B>(p3(&g), ids_p(), 4);
         data(host_u).assert_approx_eq::<f64>(&data(ref_u), tolerance);
         data1(host_b).assert_approx_eq::<f64>(&data1(ref_b), tolerance);
     }

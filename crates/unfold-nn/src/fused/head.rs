@@ -54,7 +54,7 @@ impl NllRows {
 /// Gradients of the fused readout loss with respect to its inputs.
 #[derive(Debug)]
 pub struct ReadoutNllGrads<B: Backend> {
-    /// `∂L/∂h`, `[rows, hidden]`.
+    /// `∂L/∂h`, `[batch, time, hidden]`.
     pub h: FloatTensor<B>,
     /// `∂L/∂V`, `[hidden, classes]`.
     pub v: FloatTensor<B>,
@@ -66,10 +66,15 @@ pub struct ReadoutNllGrads<B: Backend> {
 ///
 /// The defaults are Burn tensor operations, so any backend can implement it with an empty
 /// `impl`; ndarray overrides them with GEMM calls on host memory.
+///
+/// The states and targets keep their `[batch, time, …]` shape (rows are `batch·time`, row
+/// `b·time + t`): flattening them first would copy the states on ndarray (Burn 0.21's ndarray
+/// reshape copies), and their gradient again on the way back.
 pub trait ReadoutLossBackend: Backend {
-    /// The loss `[1]` of `h` `[rows, hidden]` read out by `v` `[hidden, classes]` and `c`
-    /// `[classes]` against `targets` `[rows]`, weighted by `rows`; with `with_grad`, also
-    /// `G = ∂L/∂o` `[rows, classes]`, the one thing the backward pass needs besides `h` and `V`.
+    /// The loss `[1]` of `h` `[batch, time, hidden]` read out by `v` `[hidden, classes]` and `c`
+    /// `[classes]` against `targets` `[batch, time]`, weighted by `rows`; with `with_grad`, also
+    /// `G = ∂L/∂o` `[batch·time, classes]`, the one thing the backward pass needs besides `h`
+    /// and `V`.
     fn readout_nll(
         h: FloatTensor<Self>,
         v: FloatTensor<Self>,
@@ -192,7 +197,7 @@ impl ReadoutLossBackend for burn::backend::Wgpu {}
 
 /// A fused implementation for backend `B`: `(h, v, c, targets, rows) → loss [1]`.
 pub type Runner<B> =
-    fn(Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 1, Int>, &NllRows) -> Tensor<B, 1>;
+    fn(Tensor<B, 3>, Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 2, Int>, &NllRows) -> Tensor<B, 1>;
 
 /// The fused readout loss for backend `B`, if one is implemented; `None` means "record the
 /// readout and the loss op by op instead". Found by type, as [`super::runner`] is.
@@ -204,16 +209,16 @@ pub fn runner<B: Backend>() -> Option<Runner<B>> {
 /// Runs the fused readout loss of `R`, which is the same type as `B` (checked by [`runner`]).
 #[cfg_attr(not(any(feature = "ndarray", feature = "wgpu")), allow(dead_code))]
 fn run_as<B: Backend, R: ReadoutLossBackend>(
-    h: Tensor<B, 2>,
+    h: Tensor<B, 3>,
     v: Tensor<B, 2>,
     c: Tensor<B, 1>,
-    targets: Tensor<B, 1, Int>,
+    targets: Tensor<B, 2, Int>,
     rows: &NllRows,
 ) -> Tensor<B, 1> {
-    let h = same_type::<_, Tensor<R, 2>>(h).into_primitive().tensor();
+    let h = same_type::<_, Tensor<R, 3>>(h).into_primitive().tensor();
     let v = same_type::<_, Tensor<R, 2>>(v).into_primitive().tensor();
     let c = same_type::<_, Tensor<R, 1>>(c).into_primitive().tensor();
-    let targets = same_type::<_, Tensor<R, 1, Int>>(targets).into_primitive();
+    let targets = same_type::<_, Tensor<R, 2, Int>>(targets).into_primitive();
     let (loss, _) = R::readout_nll(h, v, c, targets, rows, false);
     same_type(Tensor::<R, 1>::from_primitive(TensorPrimitive::Float(loss)))
 }
@@ -239,9 +244,11 @@ pub(super) mod generic {
         rows: &NllRows,
         with_grad: bool,
     ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-        let (h, v, c) = (tensor::<B, 2>(h), tensor::<B, 2>(v), tensor::<B, 1>(c));
-        let targets = Tensor::<B, 1, Int>::from_primitive(targets);
-        let [n, _] = h.dims();
+        let (h, v, c) = (tensor::<B, 3>(h), tensor::<B, 2>(v), tensor::<B, 1>(c));
+        let [batch, time, hidden] = h.dims();
+        let n = batch * time;
+        let h = h.reshape([n, hidden]);
+        let targets = Tensor::<B, 2, Int>::from_primitive(targets).reshape([n]);
         let classes = v.dims()[1];
         let device = h.device();
         let weights: Vec<f64> = (0..n).map(|r| rows.weight(r)).collect();
@@ -267,10 +274,16 @@ pub(super) mod generic {
         v: FloatTensor<B>,
     ) -> ReadoutNllGrads<B> {
         let g = tensor::<B, 2>(g) * tensor::<B, 1>(grad).unsqueeze::<2>();
-        let (h, v) = (tensor::<B, 2>(h), tensor::<B, 2>(v));
+        let (h, v) = (tensor::<B, 3>(h), tensor::<B, 2>(v));
+        let [batch, time, hidden] = h.dims();
+        let h = h.reshape([batch * time, hidden]);
         let classes = v.dims()[1];
         ReadoutNllGrads {
-            h: primitive(g.clone().matmul(v.transpose())),
+            h: primitive(
+                g.clone()
+                    .matmul(v.transpose())
+                    .reshape([batch, time, hidden]),
+            ),
             v: primitive(h.transpose().matmul(g.clone())),
             c: primitive(g.sum_dim(0).reshape([classes])),
         }
@@ -289,23 +302,29 @@ mod tests {
     #[test]
     fn generic_default_equals_host_kernel() {
         let device = Default::default();
-        let (n, hidden, classes) = (12, 5, 7);
-        let h = Tensor::<B, 2>::random([n, hidden], Distribution::Normal(0.0, 1.0), &device);
+        let (batch, time, hidden, classes) = (3, 4, 5, 7);
+        let n = batch * time;
+        let h = Tensor::<B, 3>::random(
+            [batch, time, hidden],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let v = Tensor::<B, 2>::random([hidden, classes], Distribution::Normal(0.0, 1.0), &device);
         let c = Tensor::<B, 1>::random([classes], Distribution::Normal(0.0, 1.0), &device);
-        let targets = Tensor::<B, 1, Int>::from_data(
-            TensorData::new((0..n as i64).map(|i| (i * 5) % 7).collect(), [n]),
+        let targets = Tensor::<B, 2, Int>::from_data(
+            TensorData::new((0..n as i64).map(|i| (i * 5) % 7).collect(), [batch, time]),
             &device,
         );
         let rows = NllRows {
-            time: 4,
+            time,
             lengths: Some(vec![4, 1, 3]),
             scale: 0.25,
         };
         let p = |t: Tensor<B, 2>| t.into_primitive().tensor();
+        let p3 = |t: Tensor<B, 3>| t.into_primitive().tensor();
         let run = |host: bool| {
             let args = (
-                p(h.clone()),
+                p3(h.clone()),
                 p(v.clone()),
                 c.clone().into_primitive().tensor(),
                 targets.clone().into_primitive(),
@@ -320,14 +339,14 @@ mod tests {
                 .tensor();
             let g = g.unwrap();
             let d = if host {
-                B::readout_nll_backward(grad, g, p(h.clone()), p(v.clone()))
+                B::readout_nll_backward(grad, g, p3(h.clone()), p(v.clone()))
             } else {
-                generic::backward::<B>(grad, g, p(h.clone()), p(v.clone()))
+                generic::backward::<B>(grad, g, p3(h.clone()), p(v.clone()))
             };
             let data = |t: FloatTensor<B>| TensorPrimitive::<B>::Float(t);
             [
                 Tensor::<B, 1>::from_primitive(data(loss)).into_data(),
-                Tensor::<B, 2>::from_primitive(data(d.h)).into_data(),
+                Tensor::<B, 3>::from_primitive(data(d.h)).into_data(),
                 Tensor::<B, 2>::from_primitive(data(d.v)).into_data(),
                 Tensor::<B, 1>::from_primitive(data(d.c)).into_data(),
             ]

@@ -544,9 +544,9 @@ pub fn embedding_backward<B: Backend>(
     }
 }
 
-/// Token ids as host indices.
+/// Token ids `[batch, time]` as host indices, row-major.
 fn host_ids<B: Backend>(ids: IntTensor<B>) -> Vec<usize> {
-    Tensor::<B, 1, Int>::from_primitive(ids)
+    Tensor::<B, 2, Int>::from_primitive(ids)
         .into_data()
         .convert::<i64>()
         .into_vec::<i64>()
@@ -564,6 +564,7 @@ fn embedding_forward_in<B: Backend, F: HostFloat>(
     let device = B::float_device(&u);
     let (u, [_, hidden]) = read_host::<B, F, 2>(u);
     let (b, _) = read_host::<B, F, 1>(b);
+    let [batch, time] = burn::tensor::TensorMetadata::shape(&ids).dims::<2>();
     let ids = host_ids::<B>(ids);
     let mut drive = vec![F::default(); ids.len() * hidden];
     let parts = parallel::parts(ids.len(), hidden);
@@ -579,7 +580,7 @@ fn embedding_forward_in<B: Backend, F: HostFloat>(
                 .for_each(|(d, (&u, &b))| *d = u + b);
         }
     });
-    to_backend::<B, F, 2>(drive, [ids.len(), hidden], &device)
+    to_backend::<B, F, 3>(drive, [batch, time, hidden], &device)
 }
 
 fn embedding_backward_in<B: Backend, F: HostFloat>(
@@ -587,7 +588,8 @@ fn embedding_backward_in<B: Backend, F: HostFloat>(
     ids: IntTensor<B>,
     vocab: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let (grad, [_, hidden], device) = to_host::<B, F, 2>(grad);
+    let device = B::float_device(&grad);
+    let (grad, [_, _, hidden]) = read_host::<B, F, 3>(grad);
     let ids = host_ids::<B>(ids);
     let parts = parallel::parts(ids.len(), hidden);
     let sums = parallel::run(parts, |part| {

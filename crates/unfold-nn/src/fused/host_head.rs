@@ -49,10 +49,11 @@ fn forward_in<B: Backend, F: HostFloat>(
     with_grad: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
     let device = B::float_device(&h);
-    let (h, [n, hidden]) = read_host::<B, F, 2>(h);
+    let (h, [batch, time, hidden]) = read_host::<B, F, 3>(h);
+    let n = batch * time;
     let (v, [_, classes]) = read_host::<B, F, 2>(v);
     let (c, _) = read_host::<B, F, 1>(c);
-    let targets = Tensor::<B, 1, Int>::from_primitive(targets)
+    let targets = Tensor::<B, 2, Int>::from_primitive(targets)
         .into_data()
         .convert::<i64>()
         .into_vec::<i64>()
@@ -149,7 +150,7 @@ fn backward_in<B: Backend, F: HostFloat>(
 ) -> ReadoutNllGrads<B> {
     let (outer, _, _) = to_host::<B, F, 1>(grad);
     let (mut g, [n, classes], device) = to_host::<B, F, 2>(g);
-    let (h, [_, hidden]) = read_host::<B, F, 2>(h);
+    let (h, [batch, time, hidden]) = read_host::<B, F, 3>(h);
     let (v, _) = read_host::<B, F, 2>(v);
     let outer = outer[0];
     // Vᵀ, so that ∂h's product reads contiguous rows.
@@ -219,7 +220,7 @@ fn backward_in<B: Backend, F: HostFloat>(
         d_c.iter_mut().zip(part_d_c).for_each(|(d, x)| *d = *d + x);
     }
     ReadoutNllGrads {
-        h: to_backend::<B, F, 2>(d_h, [n, hidden], &device),
+        h: to_backend::<B, F, 3>(d_h, [batch, time, hidden], &device),
         v: to_backend::<B, F, 2>(d_v, [hidden, classes], &device),
         c: to_backend::<B, F, 1>(d_c, [classes], &device),
     }
