@@ -852,33 +852,59 @@ fn backward_rows<F: HostFloat>(
         std::mem::swap(&mut carry, &mut next);
     }
 
-    // ∂W = Σ_t h(t-1)ᵀ δa(t) as one [hidden, rows·time] × [rows·time, hidden] product.
-    let mut h_prev = next; // reused: resized to the [rows, time, hidden] previous states
-    h_prev.resize(rows * row, F::default());
-    for (i, &t) in order.iter().enumerate() {
-        for b in 0..rows {
-            let source = match i {
-                0 => &h0[b * hidden..(b + 1) * hidden],
-                _ => {
-                    let p = order[i - 1] * hidden;
-                    &states[b * row + p..b * row + p + hidden]
-                }
-            };
-            h_prev[b * row + t * hidden..b * row + (t + 1) * hidden].copy_from_slice(source);
+    // ∂W = Σ_t h(t-1)ᵀ δa(t), h(t-1) being the state one step earlier in processing order.
+    // In the [rows·time, hidden] buffers that is the row just before (just after, reversed),
+    // except at each sequence's first step, where it is h(0). So: one product of δa with the
+    // states shifted by a row, then a rank-`rows` correction that swaps in h(0) at the first
+    // steps — rather than copying the states into a shifted buffer (a memset and a memcpy of
+    // the whole [rows, time, hidden] block per pass).
+    let tokens = rows * steps.time;
+    let (first_step, states_from, da_from) = if steps.reverse {
+        (steps.time - 1, 1, 0)
+    } else {
+        (0, 0, 1)
+    };
+    let mut d_w = vec![F::default(); hidden * hidden];
+    if tokens > 1 {
+        F::gemm(
+            hidden,
+            tokens - 1,
+            hidden,
+            &states[states_from * hidden..],
+            1,
+            hidden,
+            &da[da_from * hidden..],
+            hidden,
+            1,
+            F::default(),
+            &mut d_w,
+            hidden,
+        );
+    }
+    // fix(b) = h(0)(b) − the row the shifted product paired with δa(b, first step) (none for
+    // the first row forward, the last row reversed).
+    let mut fix = h0.to_vec();
+    for (b, fix_b) in fix.chunks_exact_mut(hidden).enumerate() {
+        let paired = match steps.reverse {
+            false => b.checked_sub(1).map(|p| (p * row) + (steps.time - 1) * hidden),
+            true => (b + 1 < rows).then(|| (b + 1) * row),
+        };
+        if let Some(at) = paired {
+            let paired = &states[at..at + hidden];
+            fix_b.iter_mut().zip(paired).for_each(|(f, &p)| *f = *f - p);
         }
     }
-    let mut d_w = vec![F::default(); hidden * hidden];
     F::gemm(
         hidden,
-        rows * steps.time,
+        rows,
         hidden,
-        &h_prev,
+        &fix,
         1,
         hidden,
-        da,
-        hidden,
+        &da[first_step * hidden..],
+        row,
         1,
-        F::default(),
+        F::ONE,
         &mut d_w,
         hidden,
     );
