@@ -1,7 +1,7 @@
 //! Scaling curves: time per training step against the tokens in the step, on log-log axes.
 //!
 //! Linear scaling (time ∝ batch × length) is a straight line of slope 1 on log-log axes, so
-//! each measured curve is drawn next to a faint slope-1 line through its first point: where the
+//! each measured curve is drawn next to a grey slope-1 line through its first point: where the
 //! two part, a token has become dearer. `cargo bench --bench rnn -- scale` writes its
 //! measurements this way.
 //!
@@ -47,8 +47,11 @@ const COLOURS: [RGBColor; 4] = [
     RGBColor(214, 39, 40),
 ];
 
+/// Colour of the slope-1 reference lines.
+const REFERENCE: RGBColor = RGBColor(150, 150, 150);
+
 /// Writes `series` as an SVG plot to `path`: ms per step against tokens per step, both axes
-/// logarithmic, each curve with markers and a faint slope-1 line (time ∝ tokens) through its
+/// logarithmic, each curve with markers and a grey slope-1 line (time ∝ tokens) through its
 /// point with the fewest tokens. The file is replaced atomically.
 ///
 /// # Errors
@@ -93,7 +96,11 @@ fn check(series: &[ScalingSeries]) -> Result<()> {
             });
         }
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        if let Some((x, y)) = s.points.iter().find(|(x, y)| !positive(*x) || !positive(*y)) {
+        if let Some((x, y)) = s
+            .points
+            .iter()
+            .find(|(x, y)| !positive(*x) || !positive(*y))
+        {
             return Err(Error::Config {
                 field: "series",
                 value: format!("the curve `{}` with the point ({x}, {y})", s.label),
@@ -117,7 +124,9 @@ fn linear_reference(points: &[(f64, f64)], x_range: (f64, f64)) -> [(f64, f64); 
 fn plot(title: &str, series: &[ScalingSeries]) -> std::result::Result<String, String> {
     let all = || series.iter().flat_map(|s| s.points.iter());
     let bounds = |values: &mut dyn Iterator<Item = f64>| {
-        values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
     };
     // A factor of 1.5 of room on each side of the data, in log space.
     let (x_lo, x_hi) = bounds(&mut all().map(|p| p.0));
@@ -147,17 +156,27 @@ fn plot(title: &str, series: &[ScalingSeries]) -> std::result::Result<String, St
             .y_label_formatter(&|y| format!("{y}"))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (s, colour) in series.iter().zip(COLOURS) {
+        for (i, (s, colour)) in series.iter().zip(COLOURS).enumerate() {
             let mut points = s.points.clone();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
+            let reference = chart
                 .draw_series(LineSeries::new(
                     linear_reference(&points, (x_lo, x_hi)),
-                    colour.mix(0.3).stroke_width(1),
+                    REFERENCE.stroke_width(1),
                 ))
                 .map_err(|e| e.to_string())?;
+            if i == 0 {
+                reference
+                    .label("linear: time ∝ tokens (through each curve's first point)")
+                    .legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], REFERENCE.stroke_width(1))
+                    });
+            }
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
                 .map_err(|e| e.to_string())?
                 .label(s.label.as_str())
                 .legend(move |(x, y)| {
@@ -191,7 +210,13 @@ mod tests {
     #[test]
     fn reference_line_has_slope_one_through_the_smallest_point() {
         let line = linear_reference(&[(4096.0, 30.0), (2048.0, 8.0)], (1000.0, 10_000.0));
-        assert_eq!(line, [(1000.0, 8.0 * 1000.0 / 2048.0), (10_000.0, 8.0 * 10_000.0 / 2048.0)]);
+        assert_eq!(
+            line,
+            [
+                (1000.0, 8.0 * 1000.0 / 2048.0),
+                (10_000.0, 8.0 * 10_000.0 / 2048.0)
+            ]
+        );
     }
 
     #[test]
@@ -215,7 +240,12 @@ mod tests {
         let path = temp("scaling");
         let length = ScalingSeries::new(
             "length",
-            vec![(2048.0, 8.3), (8192.0, 30.1), (32768.0, 128.2), (131072.0, 937.5)],
+            vec![
+                (2048.0, 8.3),
+                (8192.0, 30.1),
+                (32768.0, 128.2),
+                (131072.0, 937.5),
+            ],
         );
         let batch = ScalingSeries::new("batch", vec![(512.0, 2.7), (1024.0, 4.4), (4096.0, 16.4)]);
         write_scaling_plot(&path, "Time per step", &[length, batch]).unwrap();
@@ -227,14 +257,21 @@ mod tests {
             let mut counts: Vec<usize> = doc
                 .descendants()
                 .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(&stroke))
-                .map(|n| n.attribute("points").unwrap_or("").split_whitespace().count())
+                .map(|n| {
+                    n.attribute("points")
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .count()
+                })
                 .collect();
             counts.sort();
             counts
         };
-        // Per curve: the slope-1 reference (2 points), the legend swatch (2) and the curve.
-        assert_eq!(point_counts(COLOURS[0]), vec![2, 2, 4]);
-        assert_eq!(point_counts(COLOURS[1]), vec![2, 2, 3]);
+        // Per curve: its legend swatch (2 points) and the curve; in grey, each curve's slope-1
+        // reference (2 points) and one legend swatch.
+        assert_eq!(point_counts(COLOURS[0]), vec![2, 4]);
+        assert_eq!(point_counts(COLOURS[1]), vec![2, 3]);
+        assert_eq!(point_counts(REFERENCE), vec![2, 2, 2]);
         assert!(text.contains("length") && text.contains("batch"));
         let _ = std::fs::remove_file(&path);
     }
