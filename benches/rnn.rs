@@ -515,8 +515,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         .into_primitive()
         .tensor();
     time_it("head + loss backward (∂h, ∂V, ∂c)", &mut || {
-        let _ =
-            Inner::readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
+        let _ = Inner::readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
     });
     out
 }

@@ -67,7 +67,9 @@ pub(super) mod generic {
     ) -> FloatTensor<B> {
         let ids = Tensor::<B, 2, Int>::from_primitive(ids);
         let drive = burn::tensor::module::embedding(float::<B, 2>(u), ids);
-        (drive + float::<B, 1>(b).unsqueeze()).into_primitive().tensor()
+        (drive + float::<B, 1>(b).unsqueeze())
+            .into_primitive()
+            .tensor()
     }
 
     pub fn backward<B: Backend>(

@@ -886,7 +886,9 @@ fn backward_rows<F: HostFloat>(
     let mut fix = h0.to_vec();
     for (b, fix_b) in fix.chunks_exact_mut(hidden).enumerate() {
         let paired = match steps.reverse {
-            false => b.checked_sub(1).map(|p| (p * row) + (steps.time - 1) * hidden),
+            false => b
+                .checked_sub(1)
+                .map(|p| (p * row) + (steps.time - 1) * hidden),
             true => (b + 1 < rows).then(|| (b + 1) * row),
         };
         if let Some(at) = paired {
