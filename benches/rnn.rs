@@ -632,6 +632,9 @@ fn report(rows: &mut Vec<Row>, workload: &str, system: &str, tokens: f64, m: &Me
 
 type Step = Box<dyn FnMut()>;
 
+/// (workload, the PyTorch script's name for it, shape, systems)
+type Workload = (&'static str, &'static str, Shape, Vec<(&'static str, Step)>);
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -666,8 +669,7 @@ fn main() {
         hidden: 1024,
         vocab: 65,
     };
-    // (workload, the PyTorch script's name for it, shape, systems)
-    let workloads: Vec<(&str, &str, Shape, Vec<(&str, Step)>)> = vec![
+    let workloads: Vec<Workload> = vec![
         (
             "train standard (B32 T64 H256 V65)",
             "standard",

@@ -25,7 +25,7 @@ const STEPS: usize = 16;
 fn corpus() -> Corpus {
     Corpus::from_text(
         "resume",
-        &"Now is the winter of our discontent made glorious summer. ".repeat(30),
+        "Now is the winter of our discontent made glorious summer. ".repeat(30),
     )
     .unwrap()
 }
