@@ -16,9 +16,8 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::Result;
-use crate::fused;
 use crate::init;
-use crate::kernel::{tanh_recurrence, tanh_step};
+use crate::kernel::{input_drive, tanh_recurrence, tanh_step};
 use crate::readout::{Readout, ReadoutConfig};
 use crate::recurrence::{unroll, Recurrence, SequenceInput, StepPlan, UnrollOptions, Unrolled};
 
@@ -74,23 +73,9 @@ impl<B: Backend> Recurrence<B> for ElmanCell<B> {
         self.w.dims()[0]
     }
 
-    /// `b + U x(t)` for every step at once. For token ids `U x(t)` is row `x(t)` of `U`
-    /// (the one-hot product without multiplying by zeros).
+    /// `b + U x(t)` for every step at once ([`input_drive`]).
     fn drive(&self, input: SequenceInput<B>) -> Tensor<B, 3> {
-        let ux = match (input, &self.b) {
-            // Token ids: a row lookup of U and the bias in one fused pass.
-            (SequenceInput::Tokens(ids), Some(b)) => {
-                return fused::embedding::embedding_with_bias(self.u.val(), b.val(), ids);
-            }
-            (SequenceInput::Tokens(ids), None) => {
-                burn::tensor::module::embedding(self.u.val(), ids)
-            }
-            (SequenceInput::Dense(x), _) => x.matmul(self.u.val().unsqueeze()),
-        };
-        match &self.b {
-            Some(b) => ux + b.val().unsqueeze(),
-            None => ux,
-        }
+        input_drive(self.u.val(), self.b.as_ref().map(Param::val), input)
     }
 
     /// `h(t) = tanh(drive(t) + W h(t-1))`.

@@ -461,20 +461,9 @@ impl<B: Backend> Parts<'_, B> {
         Tensor::cat(vec![first, r.slice([0..batch, 1..time, 0..classes])], 1)
     }
 
-    /// `b + U x(t)` for every step at once (token ids: row lookups of `U`).
+    /// `b + U x(t)` for every step at once ([`crate::kernel::input_drive`]).
     fn input_drive(&self, input: SequenceInput<B>) -> Tensor<B, 3> {
-        let ux = match (input, &self.b) {
-            // Token ids: a row lookup of U and the bias in one fused pass.
-            (SequenceInput::Tokens(ids), Some(b)) => {
-                return fused::embedding::embedding_with_bias(self.u.clone(), b.clone(), ids);
-            }
-            (SequenceInput::Tokens(ids), None) => embedding(self.u.clone(), ids),
-            (SequenceInput::Dense(x), _) => x.matmul(self.u.clone().unsqueeze()),
-        };
-        match &self.b {
-            Some(b) => ux + b.clone().unsqueeze(),
-            None => ux,
-        }
+        crate::kernel::input_drive(self.u.clone(), self.b.clone(), input)
     }
 
     /// The step-by-step forward pass: at every step chooses `r(t-1)` (the true previous target

@@ -1,7 +1,8 @@
-//! The recurrence kernel: the one function that runs the serial part of the Elman RNN.
+//! The recurrence kernel: the one function that runs the serial part of the Elman RNN, and the
+//! input drive `b + U x(t)` that feeds it.
 //!
-//! Everything that can be done for all steps at once (`b + U x(t)`, the readout, the loss)
-//! happens outside; what is left is the chain `h(t) = tanh(drive(t) + W h(t-1))`, which cannot
+//! Everything that can be done for all steps at once (the input drive, the readout, the loss)
+//! happens outside the loop; what is left is the chain `h(t) = tanh(drive(t) + W h(t-1))`, which cannot
 //! be batched over time. It runs as one fused operation with a hand-written BPTT backward
 //! ([`crate::fused`]) on the backends that have one, and as a loop recorded step by step by
 //! Burn's autodiff on the others; both give the same values and gradients.
@@ -9,7 +10,29 @@
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::fused;
-use crate::recurrence::{drive_at, scan, StepPlan, Unrolled};
+use crate::recurrence::{drive_at, scan, SequenceInput, StepPlan, Unrolled};
+
+/// `b + U x(t)` for every step at once, `[batch, time, hidden]`, from `u` `[input, hidden]` and
+/// the bias `b` `[hidden]` if any. For token ids `U x(t)` is row `x(t)` of `U` (the one-hot
+/// product without multiplying by zeros), and with a bias the lookup and the add are one fused
+/// pass ([`fused::embedding`]). Shared by every cell with an input-to-hidden layer.
+pub fn input_drive<B: Backend>(
+    u: Tensor<B, 2>,
+    b: Option<Tensor<B, 1>>,
+    input: SequenceInput<B>,
+) -> Tensor<B, 3> {
+    let ux = match (input, &b) {
+        (SequenceInput::Tokens(ids), Some(b)) => {
+            return fused::embedding::embedding_with_bias(u, b.clone(), ids);
+        }
+        (SequenceInput::Tokens(ids), None) => burn::tensor::module::embedding(u, ids),
+        (SequenceInput::Dense(x), _) => x.matmul(u.unsqueeze()),
+    };
+    match b {
+        Some(b) => ux + b.unsqueeze(),
+        None => ux,
+    }
+}
 
 /// `h(t) = tanh(drive(t) + W h(t-1))` for every step of `plan`, starting from `h0`.
 ///
