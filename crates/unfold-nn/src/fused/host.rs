@@ -466,6 +466,24 @@ pub(super) fn read_host<B: Backend, F: HostFloat, const D: usize>(
     (HostRead::Copied(values), dims)
 }
 
+/// `into += from`, elementwise: one core's partial sum (of `∂W`, `∂U`, …) added to the total.
+pub(super) fn add_into<F: HostFloat>(into: &mut [F], from: &[F]) {
+    into.iter_mut().zip(from).for_each(|(d, &x)| *d = *d + x);
+}
+
+/// The transpose `[cols, rows]` of the row-major `[rows, cols]` matrix `values`, made once per
+/// pass so that the many products with `Wᵀ` (or `Vᵀ`) read contiguous rows.
+pub(super) fn transposed<F: HostFloat>(values: &[F], cols: usize) -> Vec<F> {
+    let rows = values.len().checked_div(cols).unwrap_or(0);
+    let mut t = vec![F::default(); values.len()];
+    for (i, row) in values.chunks_exact(cols.max(1)).enumerate() {
+        for (j, &value) in row.iter().enumerate() {
+            t[j * rows + i] = value;
+        }
+    }
+    t
+}
+
 /// A host `Vec` as a tensor of backend `B`, in float type `F` (for ndarray without a copy).
 pub(super) fn to_backend<B: Backend, F: HostFloat, const D: usize>(
     values: Vec<F>,
@@ -610,8 +628,8 @@ fn embedding_backward_in<B: Backend, F: HostFloat>(
     let mut sums = sums.into_iter();
     let (mut d_u, mut d_b) = sums.next().expect("at least one part");
     for (part_u, part_b) in sums {
-        d_u.iter_mut().zip(part_u).for_each(|(d, x)| *d = *d + x);
-        d_b.iter_mut().zip(part_b).for_each(|(d, x)| *d = *d + x);
+        add_into(&mut d_u, &part_u);
+        add_into(&mut d_b, &part_b);
     }
     (
         to_backend::<B, F, 2>(d_u, [vocab, hidden], &device),
@@ -775,13 +793,7 @@ fn backward_parts<F: HostFloat>(
     parts: &[Range<usize>],
 ) -> (Vec<F>, Vec<F>) {
     let hidden = w.len().isqrt();
-    // Wᵀ, copied once per pass so that every step's product reads contiguous rows.
-    let mut w_t = vec![F::default(); hidden * hidden];
-    for (i, w_row) in w.chunks_exact(hidden.max(1)).enumerate() {
-        for (j, &value) in w_row.iter().enumerate() {
-            w_t[j * hidden + i] = value;
-        }
-    }
+    let w_t = transposed(w, hidden);
     let row = steps.time * hidden;
     let chunks = parallel::chunks_mut(da, parts, row);
     let rows: Vec<_> = parts.iter().cloned().zip(chunks).collect();
@@ -795,7 +807,7 @@ fn backward_parts<F: HostFloat>(
     let mut d_w = vec![F::default(); hidden * hidden];
     for (carry, part_d_w) in results {
         d_h0.extend_from_slice(&carry);
-        d_w.iter_mut().zip(part_d_w).for_each(|(d, x)| *d = *d + x);
+        add_into(&mut d_w, &part_d_w);
     }
     (d_w, d_h0)
 }

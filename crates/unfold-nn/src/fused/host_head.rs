@@ -7,7 +7,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor};
 
 use super::head::{generic, NllRows, ReadoutNllGrads};
-use super::host::{dtype, read_host, to_backend, to_host, HostFloat};
+use super::host::{add_into, dtype, read_host, to_backend, to_host, transposed, HostFloat};
 use super::parallel;
 
 /// The forward pass in the tensors' float type (f32 or f64; others take the generic path).
@@ -153,13 +153,7 @@ fn backward_in<B: Backend, F: HostFloat>(
     let (h, [batch, time, hidden]) = read_host::<B, F, 3>(h);
     let (v, _) = read_host::<B, F, 2>(v);
     let outer = outer[0];
-    // Vᵀ, so that ∂h's product reads contiguous rows.
-    let mut v_t = vec![F::default(); classes * hidden];
-    for (i, v_row) in v.chunks_exact(classes.max(1)).enumerate() {
-        for (j, &value) in v_row.iter().enumerate() {
-            v_t[j * hidden + i] = value;
-        }
-    }
+    let v_t = transposed(&v, classes);
 
     // Rows split across cores: each part writes its rows of ∂h and sums its part of ∂V, ∂c.
     let mut d_h = vec![F::default(); n * hidden];
@@ -209,15 +203,15 @@ fn backward_in<B: Backend, F: HostFloat>(
         );
         let mut d_c = vec![F::default(); classes];
         for row in g.chunks_exact(classes) {
-            d_c.iter_mut().zip(row).for_each(|(d, &x)| *d = *d + x);
+            add_into(&mut d_c, row);
         }
         (d_v, d_c)
     });
     let mut sums = sums.into_iter();
     let (mut d_v, mut d_c) = sums.next().expect("at least one part");
     for (part_d_v, part_d_c) in sums {
-        d_v.iter_mut().zip(part_d_v).for_each(|(d, x)| *d = *d + x);
-        d_c.iter_mut().zip(part_d_c).for_each(|(d, x)| *d = *d + x);
+        add_into(&mut d_v, &part_d_v);
+        add_into(&mut d_c, &part_d_c);
     }
     ReadoutNllGrads {
         h: to_backend::<B, F, 3>(d_h, [batch, time, hidden], &device),
