@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use unfold_nn::{Error, Result};
 
+use crate::chart::{draw_legend, draw_marked_line};
 use crate::write_atomic;
 
 /// File name of the loss table.
@@ -180,23 +181,13 @@ fn plot_losses(train: &[(f64, f64)], val: &[(f64, f64)]) -> std::result::Result<
                 });
         }
         if !val.is_empty() {
-            chart
-                .draw_series(LineSeries::new(val.iter().copied(), VAL.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label("validation")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], VAL.stroke_width(2)));
-            chart
-                .draw_series(val.iter().map(|&p| Circle::new(p, 3, VAL.filled())))
-                .map_err(|e| e.to_string())?;
+            draw_marked_line(&mut chart, val, VAL, "validation")?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        draw_legend(
+            &mut chart,
+            SeriesLabelPosition::UpperRight,
+            ("sans-serif", 14),
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)

@@ -15,6 +15,7 @@ use plotters::prelude::*;
 use unfold_data::Vocab;
 use unfold_nn::{ElmanRnn, Error, Result, UnrollOptions};
 
+use crate::chart::draw_legend;
 use crate::pca::{check_points, Pca};
 use crate::write_atomic;
 
@@ -341,14 +342,11 @@ impl PcaPlotConfig {
                     .label(format!("next {}", show_char(class)))
                     .legend(move |(x, y)| Circle::new((x + 6, y), 4, fill.filled()));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("monospace", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
+            draw_legend(
+                &mut chart,
+                SeriesLabelPosition::UpperRight,
+                ("monospace", 13),
+            )?;
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(svg)

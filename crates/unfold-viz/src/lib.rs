@@ -17,6 +17,7 @@
 //! a Burn backend.
 #![warn(missing_docs)]
 
+mod chart;
 pub mod curves;
 pub mod graph;
 pub mod hidden;

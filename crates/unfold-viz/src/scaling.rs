@@ -18,6 +18,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use unfold_nn::{Error, Result};
 
+use crate::chart::{draw_legend, draw_marked_line};
 use crate::write_atomic;
 
 /// One measured curve: `(tokens per step, milliseconds per step)` points.
@@ -172,28 +173,13 @@ fn plot(title: &str, series: &[ScalingSeries]) -> std::result::Result<String, St
                         PathElement::new(vec![(x, y), (x + 24, y)], REFERENCE.stroke_width(1))
                     });
             }
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(s.label.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
-                .map_err(|e| e.to_string())?;
+            draw_marked_line(&mut chart, &points, colour, &s.label)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        draw_legend(
+            &mut chart,
+            SeriesLabelPosition::UpperLeft,
+            ("sans-serif", 14),
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
