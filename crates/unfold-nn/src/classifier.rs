@@ -12,10 +12,10 @@
 //! Because `θ` is shared by every step, a pattern (a year in "I went to Nepal in 2009") is
 //! detected wherever it appears, and sequences of any length map to the same fixed-size `h(τ)`.
 //!
-//! - [`SequenceEncoder`]: the recurrence part, `x(1..τ) → h(τ)`, with per-sequence lengths
-//!   (each sequence summarised at its own last valid step), a choice of [`Pooling`], a stack
-//!   of layers and an optional reversed direction. It is a plain Burn module, so it can be a
-//!   field of a larger model whose own head and loss train it.
+//! - [`SequenceEncoder`]: the recurrence part, `x(1..τ) → h(τ)`: a
+//!   [`RecurrentStack`] (layers, directions, dropout, per-sequence lengths: each sequence
+//!   summarised at its own last valid step) and a choice of [`Pooling`]. It is a plain Burn
+//!   module, so it can be a field of a larger model whose own head and loss train it.
 //! - [`SequenceClassifier`]: a [`SequenceEncoder`] plus one [`Readout`], `o = c + V h(τ)`.
 //!   With `output_size = 1` and [`mean_squared_error`] it is a sequence regressor.
 //! - [`classification_nll`], [`accuracy`], [`mean_squared_error`]: the end-of-sequence losses,
@@ -29,28 +29,28 @@
 //!
 //! ```
 //! use burn::tensor::{Int, Tensor};
-//! use unfold_nn::classifier::{classification_nll, Pooling, SequenceClassifierConfig};
+//! use unfold_nn::classifier::{classification_nll, Pooling, SequenceEncoderConfig};
+//! use unfold_nn::UnrollOptions;
 //!
 //! type B = burn::backend::NdArray;
 //! let device = Default::default();
 //!
 //! // Token ids from a vocabulary of 10, two classes, read in both directions.
-//! let model = SequenceClassifierConfig::new(10, 32, 2)
+//! let model = SequenceEncoderConfig::new(10, 32)
 //!     .with_bidirectional(true)
 //!     .with_pooling(Pooling::Last)
+//!     .classifier(2)
 //!     .init::<B>(&device);
 //! // Two sequences padded to 4 steps; the second has 2 valid steps.
 //! let ids = Tensor::<B, 2, Int>::from_data([[3, 1, 4, 1], [5, 9, 0, 0]], &device);
-//! let lengths = [4, 2];
-//! let summary = model.encode(ids.clone(), Some(&lengths)); // h(τ), for a larger model
+//! let options = UnrollOptions::new().with_lengths([4, 2]);
+//! let summary = model.encode(ids.clone(), &options); // h(τ), for a larger model
 //! assert_eq!(summary.dims(), [2, 64]);
-//! let logits = model.forward(ids, Some(&lengths)); // o = c + V h(τ)
+//! let logits = model.forward(ids, &options); // o = c + V h(τ)
 //! let labels = Tensor::<B, 1, Int>::from_data([1, 0], &device);
 //! let loss = classification_nll(logits, labels);
 //! assert!(loss.into_scalar() > 0.0);
 //! ```
-
-use std::marker::PhantomData;
 
 use burn::config::Config;
 use burn::module::{Initializer, Module};
@@ -58,10 +58,13 @@ use burn::nn::loss::CrossEntropyLoss;
 use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::elman::{ElmanCell, ElmanCellConfig};
-use crate::error::{check_sizes, Error, Result};
+use crate::elman::{elman_cell_parameters, elman_cells, ElmanCell};
+use crate::memory::{self, MemoryEstimate};
+use crate::error::{check_initializer, check_sizes, Error, Result};
+use crate::nonlinearity::Nonlinearity;
 use crate::readout::{Readout, ReadoutConfig};
-use crate::recurrence::{valid_mask, Recurrence, SequenceInput, StepPlan, Unrolled};
+use crate::recurrence::{valid_mask, Recurrence, SequenceInput, UnrollOptions, Unrolled};
+use crate::stack::RecurrentStack;
 
 /// How the states of the top layer become the fixed-size summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -75,7 +78,8 @@ pub enum Pooling {
     Mean,
 }
 
-/// Configuration of a [`SequenceEncoder`].
+/// Configuration of a [`SequenceEncoder`] (and, with [`classifier`](Self::classifier), of a
+/// [`SequenceClassifier`]).
 #[derive(Config, Debug)]
 pub struct SequenceEncoderConfig {
     /// Width of `x(t)`: the feature count for dense input, the vocabulary size for token ids.
@@ -90,15 +94,23 @@ pub struct SequenceEncoderConfig {
     /// step 0) and concatenates the two directions' states. Default false.
     #[config(default = false)]
     pub bidirectional: bool,
+    /// Dropout probability on the states each layer but the top one hands to the next
+    /// (training only), in `[0, 1)`. Default 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
     /// How the top layer's states become the summary. Default [`Pooling::Last`].
     #[config(default = "Pooling::Last")]
     pub pooling: Pooling,
-    /// Whether the Elman cells have the bias `b` (used by [`init`](Self::init) only; a
-    /// custom cell from [`try_init_with`](Self::try_init_with) decides for itself). Default true.
+    /// The Elman cells' nonlinearity (used by [`init`](Self::init) only; a custom cell from
+    /// [`try_init_with`](Self::try_init_with) decides for itself). Default tanh.
+    #[config(default = "Nonlinearity::Tanh")]
+    pub nonlinearity: Nonlinearity,
+    /// Whether the Elman cells (and a classifier's readout) have biases (as for
+    /// `nonlinearity`). Default true.
     #[config(default = true)]
     pub bias: bool,
-    /// Initialiser of the Elman cells' `U` and `W` (as for `bias`). Default: PyTorch's
-    /// `U(-1/√fan_in, 1/√fan_in)`.
+    /// Initialiser of the Elman cells' `U` and `W` and of a classifier's `V` (as for
+    /// `nonlinearity`). Default: PyTorch's `U(-1/√fan_in, 1/√fan_in)`.
     #[config(default = "crate::init::default_initializer()")]
     pub initializer: Initializer,
 }
@@ -110,25 +122,10 @@ pub struct SequenceEncoderConfig {
 /// `state_size × directions` features (see [`summary_size`](Self::summary_size)).
 #[derive(Module, Debug)]
 pub struct SequenceEncoder<B: Backend, C: Module<B> = ElmanCell<B>> {
-    /// The forward cells, bottom layer first.
-    pub layers: Vec<C>,
-    /// The reversed-direction cells, one per layer; empty when not bidirectional.
-    pub reversed_layers: Vec<C>,
+    /// The layers.
+    pub stack: RecurrentStack<B, C>,
     /// How the summary is taken from the top layer's states.
     pub pooling: Pooling,
-    /// The backend the cells run on (`C` alone does not name it).
-    backend: PhantomData<B>,
-}
-
-/// What a [`SequenceEncoder`] returns for a batch.
-#[derive(Debug, Clone)]
-pub struct EncoderOutput<B: Backend> {
-    /// The top layer's states, `[batch, time, summary_size]` (both directions concatenated);
-    /// past a sequence's end the forward part is held at its last valid state and the reversed
-    /// part at the initial (zero) state.
-    pub states: Tensor<B, 3>,
-    /// The fixed-size summary, `[batch, summary_size]`.
-    pub summary: Tensor<B, 2>,
 }
 
 impl SequenceEncoderConfig {
@@ -146,15 +143,66 @@ impl SequenceEncoderConfig {
         self.hidden_size * self.directions()
     }
 
-    /// Checks the sizes, then builds an Elman-based [`SequenceEncoder`] on `device`.
-    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SequenceEncoder<B>> {
-        crate::error::check_initializer(&self.initializer)?;
-        self.try_init_with(|input_size, hidden_size| {
-            ElmanCellConfig::new(input_size, hidden_size)
-                .with_bias(self.bias)
-                .with_initializer(self.initializer.clone())
-                .init(device)
+    /// The configuration of a classifier: this encoder read out into `output_size` classes.
+    pub fn classifier(self, output_size: usize) -> SequenceClassifierConfig {
+        SequenceClassifierConfig::new(self, output_size)
+    }
+
+    /// The number of parameters of the Elman-based encoder (`u64::MAX` on overflow).
+    pub fn parameter_count(&self) -> u64 {
+        let bias = self.bias;
+        memory::stack_parameters(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.directions(),
+            |input, hidden| elman_cell_parameters(input, hidden, bias),
+        )
+    }
+
+    /// What one training step of the Elman-based encoder over `batch` sequences of `time`
+    /// steps keeps at its peak, in f32 (see [`memory`]), without a head: the parameters with
+    /// their gradients and Adam's moments, per layer and direction the drive, the states and
+    /// both their gradients, the dropout masks, the token batch.
+    pub fn training_memory(&self, batch: usize, time: usize) -> MemoryEstimate {
+        let tokens = memory::mul(&[batch, time]);
+        let (hidden, layers) = (self.hidden_size as u64, self.num_layers as u64);
+        let dirs = self.directions() as u64;
+        let dropout_masks = if self.dropout > 0.0 { layers } else { 0 };
+        let activations = memory::sum_of_products(&[
+            &[4, tokens, hidden, dirs, layers],
+            &[tokens, hidden, dirs, dropout_masks],
+            &[2, tokens],
+        ]);
+        MemoryEstimate::from_floats(self.parameter_count(), activations)
+    }
+
+    /// The sizes `try_init` checks the parameters' memory over, and the count for them.
+    fn check_parameters(&self, extra: u64) -> Result<()> {
+        let sizes = [
+            ("hidden_size", self.hidden_size),
+            ("input_size", self.input_size),
+            ("num_layers", self.num_layers),
+        ];
+        memory::check_parameters(&sizes, |v| {
+            SequenceEncoderConfig {
+                hidden_size: v[0],
+                input_size: v[1],
+                num_layers: v[2],
+                ..self.clone()
+            }
+            .parameter_count()
+            .saturating_add(extra)
         })
+    }
+
+    /// Checks the sizes (and that the parameters fit in memory: an [`Error::TooLarge`]
+    /// otherwise), then builds an Elman-based [`SequenceEncoder`] on `device`.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SequenceEncoder<B>> {
+        check_initializer(&self.initializer)?;
+        self.check_parameters(0)?;
+        let cells = elman_cells(self.bias, self.nonlinearity, &self.initializer, device);
+        self.try_init_with(cells)
     }
 
     /// [`try_init`](Self::try_init), panicking with its error message.
@@ -163,205 +211,104 @@ impl SequenceEncoderConfig {
     }
 
     /// Builds an encoder of any cell: `make_cell(input_size, hidden_size)` is called once per
-    /// layer and direction, bottom layer first, forward before reversed. Layer 0 reads
-    /// `input_size` features; layer `k + 1` reads layer `k`'s `state_size × directions`.
-    ///
-    /// Returns an error if a size is zero or the cells it returns do not chain (see
-    /// [`SequenceEncoder::try_new`]).
+    /// layer and direction (see [`RecurrentStack::try_build`]).
     pub fn try_init_with<B: Backend, C: Recurrence<B> + Module<B>>(
         &self,
-        mut make_cell: impl FnMut(usize, usize) -> C,
+        make_cell: impl FnMut(usize, usize) -> C,
     ) -> Result<SequenceEncoder<B, C>> {
-        check_sizes(&[
-            ("input_size", self.input_size),
-            ("hidden_size", self.hidden_size),
-            ("num_layers", self.num_layers),
-        ])?;
-        let mut layers: Vec<C> = Vec::with_capacity(self.num_layers);
-        let mut reversed_layers = Vec::new();
-        let mut input_size = self.input_size;
-        for _ in 0..self.num_layers {
-            let forward = make_cell(input_size, self.hidden_size);
-            let mut width = forward.state_size();
-            if self.bidirectional {
-                let backward = make_cell(input_size, self.hidden_size);
-                width += backward.state_size();
-                reversed_layers.push(backward);
-            }
-            layers.push(forward);
-            input_size = width;
-        }
-        SequenceEncoder::try_new(layers, reversed_layers, self.pooling)
+        let stack = RecurrentStack::try_build(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+            self.dropout,
+            make_cell,
+        )?;
+        Ok(SequenceEncoder {
+            stack,
+            pooling: self.pooling,
+        })
     }
 }
 
 impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceEncoder<B, C> {
-    /// An encoder from cells built by hand: `layers` bottom first, `reversed_layers` empty or
-    /// one per layer (bidirectional).
-    ///
-    /// Checks that there is a layer, that each layer's input width is the previous layer's
-    /// state width (both directions), and that the reversed cells match the forward ones.
+    /// An encoder from cells built by hand (see [`RecurrentStack::try_new`]).
     pub fn try_new(layers: Vec<C>, reversed_layers: Vec<C>, pooling: Pooling) -> Result<Self> {
-        if layers.is_empty() {
-            return Err(Error::config("num_layers", 0, "must be at least 1"));
-        }
-        if !reversed_layers.is_empty() && reversed_layers.len() != layers.len() {
-            return Err(Error::config(
-                "reversed_layers",
-                format!("{} cells", reversed_layers.len()),
-                format!("must be empty or one per layer ({} layers)", layers.len()),
-            ));
-        }
-        for (k, backward) in reversed_layers.iter().enumerate() {
-            let forward = &layers[k];
-            let (got, want) = (
-                [backward.input_size(), backward.state_size()],
-                [forward.input_size(), forward.state_size()],
-            );
-            if got != want {
-                return Err(Error::config(
-                    "reversed_layers",
-                    format!("[{k}] with input {} and state {}", got[0], got[1]),
-                    format!(
-                        "must match the forward layer {k} (input {}, state {})",
-                        want[0], want[1]
-                    ),
-                ));
-            }
-        }
-        let directions = if reversed_layers.is_empty() { 1 } else { 2 };
-        for k in 1..layers.len() {
-            let below = layers[k - 1].state_size() * directions;
-            if layers[k].input_size() != below {
-                return Err(Error::config(
-                    "layers",
-                    format!("[{k}] with input {}", layers[k].input_size()),
-                    format!("must read the {below} features layer {} produces", k - 1),
-                ));
-            }
-        }
         Ok(Self {
-            layers,
-            reversed_layers,
+            stack: RecurrentStack::try_new(layers, reversed_layers)?,
             pooling,
-            backend: PhantomData,
         })
     }
 
     /// Reads `input` (dense `[batch, time, input_size]` or token ids `[batch, time]`) and
-    /// returns the top layer's states and the summary.
+    /// returns the top layer's states, its final `h` (both directions), and every layer's
+    /// final state ([`RecurrentStack::try_forward`]).
     ///
-    /// `lengths` are the valid steps of each sequence (`1..=time`; all full when `None`): the
-    /// padding after them changes neither the states before them nor the summary. Checks the
-    /// input and the lengths and names the problem in the error.
+    /// `options.lengths` are the valid steps of each sequence (`1..=time`; all full when
+    /// `None`): the padding after them changes neither the states before them nor the summary.
+    /// Checks the input and the options and names the problem in the error.
     pub fn try_forward(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
-    ) -> Result<EncoderOutput<B>> {
-        let input = input.into();
-        input.validate("input", self.input_size())?;
-        let [batch, time] = input.batch_and_time();
-        let device = input.device();
-        // One plan per direction serves every layer: the lengths are checked and the padding
-        // mask built once.
-        let forward_plan = StepPlan::new(batch, time, lengths, false, &device)?;
-        let reversed_plan = match self.is_bidirectional() {
-            true => Some(StepPlan::new(batch, time, lengths, true, &device)?),
-            false => None,
-        };
-        let mut input = input;
-        let mut top = None;
-        for (k, cell) in self.layers.iter().enumerate() {
-            let forward = read(cell, input.clone(), &forward_plan, batch);
-            let out = match &reversed_plan {
-                None => forward,
-                Some(plan) => {
-                    let backward = read(&self.reversed_layers[k], input, plan, batch);
-                    Unrolled {
-                        states: Tensor::cat(vec![forward.states, backward.states], 2),
-                        last: Tensor::cat(vec![forward.last, backward.last], 1),
-                    }
-                }
-            };
-            // Layer k + 1 reads layer k's states as dense features, with the same lengths.
-            input = SequenceInput::Dense(out.states.clone());
-            top = Some(out);
-        }
-        let Unrolled { states, last } = top.expect("an encoder has at least one layer");
-        let summary = match self.pooling {
-            Pooling::Last => last,
-            Pooling::Mean => mean_over_valid_steps(states.clone(), lengths),
-        };
-        Ok(EncoderOutput { states, summary })
+        options: &UnrollOptions<B>,
+    ) -> Result<Unrolled<B>> {
+        options.refuse_forcing("SequenceEncoder")?;
+        self.stack.try_forward(input, options)
     }
 
     /// [`try_forward`](Self::try_forward), panicking with its error message.
     pub fn forward(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
-    ) -> EncoderOutput<B> {
-        self.try_forward(input, lengths)
+        options: &UnrollOptions<B>,
+    ) -> Unrolled<B> {
+        self.try_forward(input, options)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// The fixed-size summary `h(τ)` of each sequence, `[batch, summary_size]`.
+    /// The fixed-size summary of each sequence, `[batch, summary_size]`: its final state or
+    /// the mean of its states over its valid steps ([`Pooling`]).
     pub fn try_encode(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
+        options: &UnrollOptions<B>,
     ) -> Result<Tensor<B, 2>> {
-        Ok(self.try_forward(input, lengths)?.summary)
+        let Unrolled { states, last, .. } = self.try_forward(input, options)?;
+        Ok(match self.pooling {
+            Pooling::Last => last,
+            Pooling::Mean => mean_over_valid_steps(states, options.lengths.as_deref()),
+        })
     }
 
     /// [`try_encode`](Self::try_encode), panicking with its error message.
     pub fn encode(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
+        options: &UnrollOptions<B>,
     ) -> Tensor<B, 2> {
-        self.try_encode(input, lengths)
+        self.try_encode(input, options)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Width of `x(t)` read by the bottom layer.
     pub fn input_size(&self) -> usize {
-        self.layers[0].input_size()
+        self.stack.input_size()
     }
 
     /// Width of the summary: the top layer's state width, times 2 when bidirectional.
     pub fn summary_size(&self) -> usize {
-        let top = self.layers.len() - 1;
-        self.layers[top].state_size()
-            + self
-                .reversed_layers
-                .get(top)
-                .map_or(0, |cell| cell.state_size())
+        self.stack.output_size()
     }
 
     /// Number of stacked layers.
     pub fn num_layers(&self) -> usize {
-        self.layers.len()
+        self.stack.num_layers()
     }
 
     /// Whether each layer also reads the sequences backwards.
     pub fn is_bidirectional(&self) -> bool {
-        !self.reversed_layers.is_empty()
+        self.stack.is_bidirectional()
     }
-}
-
-/// One direction of one layer over the whole batch, from a zero state: what
-/// [`unroll`](crate::recurrence::unroll) does once its checks have passed (the encoder checks
-/// the input and lengths once, for every layer).
-fn read<B: Backend, C: Recurrence<B>>(
-    cell: &C,
-    input: SequenceInput<B>,
-    plan: &StepPlan<B>,
-    batch: usize,
-) -> Unrolled<B> {
-    let h0 = Tensor::zeros([batch, cell.state_size()], &input.device());
-    cell.scan(cell.drive(input), h0, plan)
 }
 
 /// `h̄_b = (1/τ_b) Σ_{t < τ_b} h_b(t)`: the mean of `states` `[batch, time, width]` over each
@@ -383,31 +330,13 @@ fn mean_over_valid_steps<B: Backend>(
     (states * valid).sum_dim(1).reshape([batch, width]) / counts
 }
 
-/// Configuration of a [`SequenceClassifier`].
+/// Configuration of a [`SequenceClassifier`]: an encoder and the number of outputs.
 #[derive(Config, Debug)]
 pub struct SequenceClassifierConfig {
-    /// Width of `x(t)`: the feature count for dense input, the vocabulary size for token ids.
-    pub input_size: usize,
-    /// Width of each layer's state `h(t)` (per direction).
-    pub hidden_size: usize,
+    /// The recurrence part (its `bias` and `initializer` also configure the readout).
+    pub encoder: SequenceEncoderConfig,
     /// Width of `o`: the number of classes (1 for a regression head).
     pub output_size: usize,
-    /// Number of stacked recurrent layers. Default 1.
-    #[config(default = 1)]
-    pub num_layers: usize,
-    /// Whether every layer also reads the sequences backwards. Default false.
-    #[config(default = false)]
-    pub bidirectional: bool,
-    /// How the summary is taken from the top layer's states. Default [`Pooling::Last`].
-    #[config(default = "Pooling::Last")]
-    pub pooling: Pooling,
-    /// Whether the cells and the readout have biases (`b`, `c`). Default true.
-    #[config(default = true)]
-    pub bias: bool,
-    /// Initialiser of `U`, `W` and `V`; biases start at zero. Default: PyTorch's
-    /// `U(-1/√fan_in, 1/√fan_in)`.
-    #[config(default = "crate::init::default_initializer()")]
-    pub initializer: Initializer,
 }
 
 /// Sequence-to-one: a [`SequenceEncoder`] read out once, `o = c + V h(τ)`.
@@ -423,20 +352,36 @@ pub struct SequenceClassifier<B: Backend, C: Module<B> = ElmanCell<B>> {
 }
 
 impl SequenceClassifierConfig {
-    /// The configuration of the encoder part.
-    pub fn encoder(&self) -> SequenceEncoderConfig {
-        SequenceEncoderConfig::new(self.input_size, self.hidden_size)
-            .with_num_layers(self.num_layers)
-            .with_bidirectional(self.bidirectional)
-            .with_pooling(self.pooling)
-            .with_bias(self.bias)
-            .with_initializer(self.initializer.clone())
+    /// The readout's parameters: `V`, `c`.
+    fn readout_parameters(&self) -> u64 {
+        let (summary, out) = (self.encoder.summary_size() as u64, self.output_size as u64);
+        memory::sum_of_products(&[&[summary, out], &[out, self.encoder.bias as u64]])
     }
 
-    /// Checks the sizes, then builds an Elman-based [`SequenceClassifier`] on `device`.
+    /// The number of parameters of the Elman-based classifier (`u64::MAX` on overflow).
+    pub fn parameter_count(&self) -> u64 {
+        (self.encoder.parameter_count()).saturating_add(self.readout_parameters())
+    }
+
+    /// What one training step of the Elman-based classifier over `batch` sequences of `time`
+    /// steps keeps at its peak (the encoder's, see
+    /// [`SequenceEncoderConfig::training_memory`], and the readout's parameters).
+    pub fn training_memory(&self, batch: usize, time: usize) -> MemoryEstimate {
+        let encoder = self.encoder.training_memory(batch, time);
+        let head = MemoryEstimate::from_floats(self.readout_parameters(), 0);
+        MemoryEstimate {
+            parameters: encoder.parameters.saturating_add(head.parameters),
+            optimizer: encoder.optimizer.saturating_add(head.optimizer),
+            activations: encoder.activations,
+        }
+    }
+
+    /// Checks the sizes (and that the parameters fit in memory), then builds an Elman-based
+    /// [`SequenceClassifier`] on `device`.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<SequenceClassifier<B>> {
         check_sizes(&[("output_size", self.output_size)])?;
-        let encoder = self.encoder().try_init(device)?;
+        self.encoder.check_parameters(self.readout_parameters())?;
+        let encoder = self.encoder.try_init(device)?;
         self.with_encoder(encoder, device)
     }
 
@@ -453,8 +398,8 @@ impl SequenceClassifierConfig {
         make_cell: impl FnMut(usize, usize) -> C,
     ) -> Result<SequenceClassifier<B, C>> {
         check_sizes(&[("output_size", self.output_size)])?;
-        crate::error::check_initializer(&self.initializer)?;
-        let encoder = self.encoder().try_init_with(make_cell)?;
+        check_initializer(&self.encoder.initializer)?;
+        let encoder = self.encoder.try_init_with(make_cell)?;
         self.with_encoder(encoder, device)
     }
 
@@ -464,8 +409,8 @@ impl SequenceClassifierConfig {
         device: &B::Device,
     ) -> Result<SequenceClassifier<B, C>> {
         let readout = ReadoutConfig::new(encoder.summary_size(), self.output_size)
-            .with_bias(self.bias)
-            .with_initializer(self.initializer.clone())
+            .with_bias(self.encoder.bias)
+            .with_initializer(self.encoder.initializer.clone())
             .init(device);
         SequenceClassifier::try_new(encoder, readout)
     }
@@ -488,22 +433,22 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceClassifier<B, C> {
     }
 
     /// `o = c + V h(τ)`, `[batch, output_size]`: one output per sequence, after its own last
-    /// valid step (see [`SequenceEncoder::try_forward`] for `input` and `lengths`).
+    /// valid step (see [`SequenceEncoder::try_forward`] for `input` and `options`).
     pub fn try_forward(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
+        options: &UnrollOptions<B>,
     ) -> Result<Tensor<B, 2>> {
-        Ok(self.readout.forward(self.try_encode(input, lengths)?))
+        Ok(self.readout.forward(self.try_encode(input, options)?))
     }
 
     /// [`try_forward`](Self::try_forward), panicking with its error message.
     pub fn forward(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
+        options: &UnrollOptions<B>,
     ) -> Tensor<B, 2> {
-        self.try_forward(input, lengths)
+        self.try_forward(input, options)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -511,18 +456,18 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceClassifier<B, C> {
     pub fn try_encode(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
+        options: &UnrollOptions<B>,
     ) -> Result<Tensor<B, 2>> {
-        self.encoder.try_encode(input, lengths)
+        self.encoder.try_encode(input, options)
     }
 
     /// [`try_encode`](Self::try_encode), panicking with its error message.
     pub fn encode(
         &self,
         input: impl Into<SequenceInput<B>>,
-        lengths: Option<&[usize]>,
+        options: &UnrollOptions<B>,
     ) -> Tensor<B, 2> {
-        self.encoder.encode(input, lengths)
+        self.encoder.encode(input, options)
     }
 
     /// Width of `x(t)`.
@@ -659,7 +604,8 @@ pub fn mean_squared_error<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recurrence::{unroll, UnrollOptions};
+    use crate::elman::ElmanCellConfig;
+    use crate::recurrence::unroll;
     use burn::module::{AutodiffModule, Param};
     use burn::tensor::{Distribution, Tolerance};
 
@@ -672,6 +618,15 @@ mod tests {
 
     fn exact() -> Tolerance<f64> {
         Tolerance::absolute(1e-12)
+    }
+
+    /// Options with these valid lengths.
+    fn valid<B: Backend>(lengths: &[usize]) -> UnrollOptions<B> {
+        UnrollOptions::new().with_lengths(lengths)
+    }
+
+    fn full<B: Backend>() -> UnrollOptions<B> {
+        UnrollOptions::new()
     }
 
     /// Large weights, so that every input visibly moves every later state.
@@ -728,10 +683,10 @@ mod tests {
                 let batch = batch.slice_assign([1..2, 0..7, 0..FEATURES], inputs(1, 7, &device));
                 let batch = batch.slice_assign([2..3, 0..1, 0..FEATURES], inputs(1, 1, &device));
                 let batch = batch.slice_assign([3..4, 0..5, 0..FEATURES], inputs(1, 5, &device));
-                let together = encoder.encode(batch.clone(), Some(&lengths));
+                let together = encoder.encode(batch.clone(), &valid(&lengths));
                 assert_eq!(together.dims(), [4, encoder.summary_size()]);
                 for (b, &len) in lengths.iter().enumerate() {
-                    let alone = encoder.encode(valid_part(&batch, b, len), None);
+                    let alone = encoder.encode(valid_part(&batch, b, len), &full());
                     row(&together, b)
                         .into_data()
                         .assert_approx_eq::<f64>(&alone.into_data(), exact());
@@ -746,13 +701,13 @@ mod tests {
         let encoder = encoder_config(1, true, Pooling::Last).init::<TestBackend>(&device);
         let lengths = [2, 5, 4];
         let x = inputs(3, 5, &device);
-        let summary = encoder.encode(x.clone(), Some(&lengths));
+        let summary = encoder.encode(x.clone(), &valid(&lengths));
         assert_eq!(summary.dims(), [3, 2 * HIDDEN]);
         for (b, &len) in lengths.iter().enumerate() {
             let valid = valid_part(&x, b, len);
-            let forward = unroll(&encoder.layers[0], valid.clone(), &UnrollOptions::new()).unwrap();
+            let forward = unroll(&encoder.stack.layers[0], valid.clone(), &UnrollOptions::new()).unwrap();
             let flipped = unroll(
-                &encoder.reversed_layers[0],
+                &encoder.stack.reversed_layers[0],
                 valid.flip([1]),
                 &UnrollOptions::new(),
             )
@@ -774,7 +729,7 @@ mod tests {
         let encoder = encoder_config(3, true, Pooling::Last).init::<TestBackend>(&device);
         let lengths = vec![6, 2, 4];
         let x = inputs(3, 6, &device);
-        let got = encoder.forward(x.clone(), Some(&lengths));
+        let got = encoder.forward(x.clone(), &valid(&lengths));
 
         let forward = UnrollOptions::new().with_lengths(lengths.clone());
         let backward = UnrollOptions::new()
@@ -783,8 +738,8 @@ mod tests {
         let mut layer_input = x;
         let mut last = None;
         for k in 0..3 {
-            let f = unroll(&encoder.layers[k], layer_input.clone(), &forward).unwrap();
-            let r = unroll(&encoder.reversed_layers[k], layer_input, &backward).unwrap();
+            let f = unroll(&encoder.stack.layers[k], layer_input.clone(), &forward).unwrap();
+            let r = unroll(&encoder.stack.reversed_layers[k], layer_input, &backward).unwrap();
             layer_input = Tensor::cat(vec![f.states, r.states], 2);
             last = Some(Tensor::cat(vec![f.last, r.last], 1));
         }
@@ -792,7 +747,7 @@ mod tests {
         got.states
             .into_data()
             .assert_approx_eq::<f64>(&layer_input.into_data(), exact());
-        got.summary
+        got.last
             .into_data()
             .assert_approx_eq::<f64>(&last.unwrap().into_data(), exact());
     }
@@ -805,17 +760,17 @@ mod tests {
                 encoder_config(1, bidirectional, Pooling::Mean).init::<TestBackend>(&device);
             let lengths = [4, 1, 3];
             let x = inputs(3, 4, &device);
-            let got = encoder.encode(x.clone(), Some(&lengths));
+            let got = encoder.encode(x.clone(), &valid(&lengths));
             let width = encoder.summary_size();
             for (b, &len) in lengths.iter().enumerate() {
                 // The states of the valid part read alone, averaged on the host.
                 let valid = valid_part(&x, b, len);
-                let mut states = unroll(&encoder.layers[0], valid.clone(), &UnrollOptions::new())
+                let mut states = unroll(&encoder.stack.layers[0], valid.clone(), &UnrollOptions::new())
                     .unwrap()
                     .states;
                 if bidirectional {
                     let reversed = unroll(
-                        &encoder.reversed_layers[0],
+                        &encoder.stack.reversed_layers[0],
                         valid,
                         &UnrollOptions::new().reversed(),
                     )
@@ -855,13 +810,13 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let summary = model.encoder.encode(x, Some(&[5, 2, 3]));
+            let summary = model.encoder.encode(x, &valid(&[5, 2, 3]));
             let prediction = model.head.forward(summary);
             let target = Tensor::<TestAutodiff, 2>::ones([3, 2], &device);
             let loss = (prediction - target).powi_scalar(2).mean();
             let grads = loss.backward();
-            let mut cells: Vec<&ElmanCell<TestAutodiff>> = model.encoder.layers.iter().collect();
-            cells.extend(model.encoder.reversed_layers.iter());
+            let mut cells: Vec<&ElmanCell<TestAutodiff>> = model.encoder.stack.layers.iter().collect();
+            cells.extend(model.encoder.stack.reversed_layers.iter());
             assert_eq!(cells.len(), if bidirectional { 4 } else { 2 });
             for cell in cells {
                 for (name, param) in [("U", &cell.u), ("W", &cell.w)] {
@@ -896,7 +851,9 @@ mod tests {
     #[test]
     fn any_cell_runs_through_the_generic_classifier() {
         let device = Default::default();
-        let config = SequenceClassifierConfig::new(FEATURES, FEATURES, 2).with_bidirectional(true);
+        let config = SequenceEncoderConfig::new(FEATURES, FEATURES)
+            .with_bidirectional(true)
+            .classifier(2);
         let model = config
             .try_init_with::<TestAutodiff, _>(&device, |input, _| Leaky {
                 a: Param::from_tensor(Tensor::full([input], 0.5, &device)),
@@ -911,11 +868,11 @@ mod tests {
             [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [9.0, 9.0, 9.0]]],
             &device,
         );
-        let summary = model.encode(x.clone(), Some(&[2]));
+        let summary = model.encode(x.clone(), &valid(&[2]));
         summary
             .into_data()
             .assert_approx_eq::<f64>(&TensorData::new(vec![1.5; 6], [1, 6]), exact());
-        let logits = model.forward(x, Some(&[2]));
+        let logits = model.forward(x, &valid(&[2]));
         assert_eq!(logits.dims(), [1, 2]);
     }
 
@@ -951,34 +908,34 @@ mod tests {
         let device = Default::default();
         let encoder = encoder_config(2, true, Pooling::Mean).init::<TestBackend>(&device);
         let x = inputs(2, 4, &device);
-        let err = |input: SequenceInput<TestBackend>, lengths: Option<&[usize]>| {
-            encoder.try_encode(input, lengths).unwrap_err().to_string()
+        let err = |input: SequenceInput<TestBackend>, options: &UnrollOptions<TestBackend>| {
+            encoder.try_encode(input, options).unwrap_err().to_string()
         };
-        let message = err(x.clone().into(), Some(&[4]));
+        let message = err(x.clone().into(), &valid(&[4]));
         assert!(
             message.contains("`lengths` has 1 entries, but the batch has 2"),
             "{message}"
         );
-        let message = err(x.clone().into(), Some(&[4, 0]));
+        let message = err(x.clone().into(), &valid(&[4, 0]));
         assert!(
             message.contains("[1] = 0") && message.contains("1..=4"),
             "{message}"
         );
-        let message = err(x.clone().into(), Some(&[5, 1]));
+        let message = err(x.clone().into(), &valid(&[5, 1]));
         assert!(message.contains("[0] = 5"), "{message}");
-        let message = err(inputs(2, 4, &device).slice([0..2, 0..4, 0..2]).into(), None);
+        let message = err(inputs(2, 4, &device).slice([0..2, 0..4, 0..2]).into(), &full());
         assert_eq!(
             message,
             "`input` has shape [2, 4, 2], expected [batch, time, 3]"
         );
         let message = err(
             Tensor::<TestBackend, 3>::zeros([2, 0, FEATURES], &device).into(),
-            None,
+            &full(),
         );
         assert!(message.contains("`input` is empty"), "{message}");
         let ids = Tensor::<TestBackend, 2, Int>::from_data([[0, 3]], &device);
         assert!(matches!(
-            encoder.try_encode(ids, None),
+            encoder.try_encode(ids, &full()),
             Err(Error::TokenOutOfRange {
                 id: 3,
                 vocab_size: 3,
@@ -993,15 +950,15 @@ mod tests {
                 .to_string()
         };
         assert_eq!(
-            config_error(SequenceClassifierConfig::new(3, 4, 2).with_num_layers(0)),
+            config_error(SequenceEncoderConfig::new(3, 4).with_num_layers(0).classifier(2)),
             "bad config: `num_layers` = 0: must be at least 1"
         );
         assert_eq!(
-            config_error(SequenceClassifierConfig::new(3, 4, 0)),
+            config_error(SequenceEncoderConfig::new(3, 4).classifier(0)),
             "bad config: `output_size` = 0: must be at least 1"
         );
         assert_eq!(
-            config_error(SequenceClassifierConfig::new(3, 0, 2)),
+            config_error(SequenceEncoderConfig::new(3, 0).classifier(2)),
             "bad config: `hidden_size` = 0: must be at least 1"
         );
 
@@ -1096,9 +1053,10 @@ mod tests {
     #[should_panic(expected = "`input` has shape [1, 2, 9], expected [batch, time, 3]")]
     fn forward_panics_with_the_same_clear_message() {
         let device = Default::default();
-        SequenceClassifierConfig::new(FEATURES, HIDDEN, 2)
+        SequenceEncoderConfig::new(FEATURES, HIDDEN)
+            .classifier(2)
             .init::<TestBackend>(&device)
-            .forward(Tensor::<TestBackend, 3>::zeros([1, 2, 9], &device), None);
+            .forward(Tensor::<TestBackend, 3>::zeros([1, 2, 9], &device), &full());
     }
 
     #[test]
@@ -1134,11 +1092,13 @@ mod tests {
                 Tensor::<TestAutodiff, 1, Int>::from_data(TensorData::new(labels, [size]), &device);
             (ids, labels, lengths)
         };
-        let mut model = SequenceClassifierConfig::new(4, 8, 2).init::<TestAutodiff>(&device);
+        let mut model = SequenceEncoderConfig::new(4, 8)
+            .classifier(2)
+            .init::<TestAutodiff>(&device);
         let mut optimizer = AdamConfig::new().init();
         for _ in 0..150 {
             let (ids, labels, lengths) = batch(&mut rng);
-            let loss = classification_nll(model.forward(ids, Some(&lengths)), labels);
+            let loss = classification_nll(model.forward(ids, &valid(&lengths)), labels);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(0.03, model, grads);
         }
@@ -1147,7 +1107,7 @@ mod tests {
         for _ in 0..4 {
             let (ids, labels, lengths) = batch(&mut rng);
             let (ids, labels) = (ids.inner(), labels.inner());
-            let logits = model.forward(ids, Some(&lengths));
+            let logits = model.forward(ids, &valid(&lengths));
             loss += classification_nll(logits.clone(), labels.clone()).into_scalar() / 4.0;
             acc += accuracy(logits, labels) / 4.0;
         }

@@ -127,7 +127,7 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{sequence_nll, ElmanRnnConfig, Reduction, UnrollOptions};
+    use crate::{sequence_nll, ElmanRnnConfig, Reduction, SequenceModel, UnrollOptions};
     use burn::module::Initializer;
     use burn::tensor::{Int, TensorData};
 
@@ -171,9 +171,9 @@ mod tests {
                 .unwrap()
         };
         vec![
-            two(model.cell.u.id),
-            two(model.cell.w.id),
-            one(model.cell.b.as_ref().unwrap().id),
+            two(model.cell().u.id),
+            two(model.cell().w.id),
+            one(model.cell().b.as_ref().unwrap().id),
             two(model.readout.v.id),
             one(model.readout.c.as_ref().unwrap().id),
         ]
@@ -232,7 +232,7 @@ mod tests {
             assert!(err.to_string().contains("`max_norm`"), "{err}");
         }
         let mut poisoned = grads;
-        let id = model.cell.w.id;
+        let id = model.cell().w.id;
         let w = poisoned.remove::<Inner, 2>(id).unwrap();
         let nan = Tensor::<Inner, 2>::from_data(
             TensorData::new(vec![f64::NAN; w.shape().num_elements()], w.shape()),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! a(t) = b + W h(t-1) + U x(t)
-//! h(t) = tanh(a(t))
+//! h(t) = tanh(a(t))                 (or ReLU: ElmanCellConfig::nonlinearity)
 //! o(t) = c + V h(t)
 //! ŷ(t) = softmax(o(t))
 //! ```
@@ -15,11 +15,52 @@ use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::error::Result;
+use crate::error::{check_initializer, check_sizes, Result};
 use crate::init;
-use crate::kernel::{input_drive, tanh_recurrence, tanh_step};
-use crate::readout::{Readout, ReadoutConfig};
-use crate::recurrence::{unroll, Recurrence, SequenceInput, StepPlan, UnrollOptions, Unrolled};
+use crate::memory::{self, MemoryEstimate};
+use crate::nonlinearity::Nonlinearity;
+use crate::ops::{embedding::embedding_with_bias, recurrence};
+use crate::readout::ReadoutConfig;
+use crate::recurrence::{Recurrence, SequenceInput, State, StepPlan, Unrolled};
+use crate::rnn::StackedRnn;
+use crate::stack::RecurrentStack;
+
+/// `b + x(t) U` for every step at once, `[batch, time, hidden]`, from `u` `[input, hidden]` and
+/// the bias `b` `[hidden]` if any. For token ids `x(t) U` is row `x(t)` of `U` (the one-hot
+/// product without multiplying by zeros), and with a bias the lookup and the add are one fused
+/// pass ([`embedding_with_bias`]). Shared by every model with an input-to-hidden layer.
+pub(crate) fn input_drive<B: Backend>(
+    u: Tensor<B, 2>,
+    b: Option<Tensor<B, 1>>,
+    input: SequenceInput<B>,
+) -> Tensor<B, 3> {
+    let ux = match (input, &b) {
+        (SequenceInput::Tokens(ids), Some(b)) => return embedding_with_bias(u, b.clone(), ids),
+        (SequenceInput::Tokens(ids), None) => burn::tensor::module::embedding(u, ids),
+        (SequenceInput::Dense(x), _) => x.matmul(u.unsqueeze()),
+    };
+    match b {
+        Some(b) => ux + b.unsqueeze(),
+        None => ux,
+    }
+}
+
+/// A maker of Elman cells with these settings, for [`RecurrentStack::try_build`]:
+/// `make(input_size, hidden_size)`.
+pub(crate) fn elman_cells<'a, B: Backend>(
+    bias: bool,
+    nonlinearity: Nonlinearity,
+    initializer: &'a Initializer,
+    device: &'a B::Device,
+) -> impl FnMut(usize, usize) -> ElmanCell<B> + 'a {
+    move |input_size, hidden_size| {
+        ElmanCellConfig::new(input_size, hidden_size)
+            .with_bias(bias)
+            .with_nonlinearity(nonlinearity)
+            .with_initializer(initializer.clone())
+            .init(device)
+    }
+}
 
 /// Configuration of an [`ElmanCell`].
 #[derive(Config, Debug)]
@@ -31,13 +72,16 @@ pub struct ElmanCellConfig {
     /// Whether `a(t)` has a bias `b`.
     #[config(default = true)]
     pub bias: bool,
+    /// `h(t) = act(a(t))`: tanh (the textbook's, PyTorch's default) or ReLU.
+    #[config(default = "Nonlinearity::Tanh")]
+    pub nonlinearity: Nonlinearity,
     /// Initialiser of `U` and `W`; `b` starts at zero. Default: PyTorch's `nn.RNN`,
     /// `U(-1/√fan_in, 1/√fan_in)`.
     #[config(default = "crate::init::default_initializer()")]
     pub initializer: Initializer,
 }
 
-/// One step of the hidden-to-hidden recurrence: `h(t) = tanh(b + W h(t-1) + U x(t))`.
+/// One step of the hidden-to-hidden recurrence: `h(t) = act(b + W h(t-1) + U x(t))`.
 #[derive(Module, Debug)]
 pub struct ElmanCell<B: Backend> {
     /// Input-to-hidden weights `U`, `[input_size, hidden_size]`.
@@ -46,6 +90,8 @@ pub struct ElmanCell<B: Backend> {
     pub w: Param<Tensor<B, 2>>,
     /// Hidden bias `b`, `[hidden_size]`.
     pub b: Option<Param<Tensor<B, 1>>>,
+    /// The nonlinearity `act`.
+    pub nonlinearity: Nonlinearity,
 }
 
 impl ElmanCellConfig {
@@ -60,6 +106,7 @@ impl ElmanCellConfig {
                 device,
             ),
             b: init::bias(self.bias, self.hidden_size, device),
+            nonlinearity: self.nonlinearity,
         }
     }
 }
@@ -73,90 +120,135 @@ impl<B: Backend> Recurrence<B> for ElmanCell<B> {
         self.w.dims()[0]
     }
 
-    /// `b + U x(t)` for every step at once ([`input_drive`]).
+    /// `b + x(t) U` for every step at once ([`input_drive`]).
     fn drive(&self, input: SequenceInput<B>) -> Tensor<B, 3> {
         input_drive(self.u.val(), self.b.as_ref().map(Param::val), input)
     }
 
-    /// `h(t) = tanh(drive(t) + W h(t-1))`.
+    /// `h(t) = act(drive(t) + h(t-1) W)`.
     fn step(&self, h: Tensor<B, 2>, drive: Tensor<B, 2>) -> Tensor<B, 2> {
-        tanh_step(h, drive, &self.w.val())
+        recurrence::step(h, drive, &self.w.val(), self.nonlinearity)
     }
 
-    /// The whole sequence through the tanh-recurrence kernel.
-    fn scan(&self, drive: Tensor<B, 3>, h0: Tensor<B, 2>, plan: &StepPlan<B>) -> Unrolled<B> {
-        tanh_recurrence(drive, self.w.val(), h0, plan)
+    /// The whole sequence through the fused recurrence ([`recurrence::recurrence`]).
+    fn scan(&self, drive: Tensor<B, 3>, initial: State<B>, plan: &StepPlan<B>) -> Result<Unrolled<B>> {
+        let h0 = initial.into_output();
+        Ok(recurrence::recurrence(drive, self.w.val(), h0, plan, self.nonlinearity))
     }
 }
 
-/// Configuration of an [`ElmanRnn`].
+/// Configuration of an [`ElmanRnn`], with the arguments of PyTorch's `nn.RNN` (layers,
+/// directions, nonlinearity, bias, dropout) and an output size.
 #[derive(Config, Debug)]
 pub struct ElmanRnnConfig {
     /// Width of `x(t)`: the feature count for dense input, the vocabulary size for token ids.
     pub input_size: usize,
-    /// Width of `h(t)`.
+    /// Width of each layer's `h(t)` (per direction).
     pub hidden_size: usize,
     /// Width of `o(t)`: the number of classes (the vocabulary size for a language model).
     pub output_size: usize,
+    /// Number of stacked layers; layer `k + 1` reads layer `k`'s states. Default 1 (the
+    /// textbook's network).
+    #[config(default = 1)]
+    pub num_layers: usize,
+    /// Whether every layer also reads each sequence backwards (from its own last valid step)
+    /// and concatenates both directions' states. Default false. (A bidirectional model sees
+    /// the future: fine for tagging, not for a language model.)
+    #[config(default = false)]
+    pub bidirectional: bool,
+    /// `h(t) = act(a(t))`: tanh (the textbook's, PyTorch's default) or ReLU.
+    #[config(default = "Nonlinearity::Tanh")]
+    pub nonlinearity: Nonlinearity,
     /// Whether `a(t)` and `o(t)` have the biases `b` and `c`.
     #[config(default = true)]
     pub bias: bool,
+    /// Dropout probability on the states every layer but the top one hands to the next
+    /// (training only, as PyTorch's), in `[0, 1)`. Default 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
     /// Initialiser of `U`, `W` and `V`; biases start at zero. Default: PyTorch's,
     /// `U(-1/√fan_in, 1/√fan_in)`.
     #[config(default = "crate::init::default_initializer()")]
     pub initializer: Initializer,
 }
 
-/// The hidden-to-hidden RNN: an [`ElmanCell`] read out by `o(t) = c + V h(t)` at every step.
+/// The hidden-to-hidden RNN: a stack of [`ElmanCell`]s (one by default) read out by
+/// `o(t) = c + V h(t)` at every step (a [`StackedRnn`] of Elman cells).
 ///
-/// Train it with [`sequence_nll`](crate::loss::sequence_nll) on [`RnnOutput::logits`]; its
-/// gradients are back-propagation through time by Burn's autodiff through the unrolled graph.
-#[derive(Module, Debug)]
-pub struct ElmanRnn<B: Backend> {
-    /// The recurrence: `U`, `W`, `b`.
-    pub cell: ElmanCell<B>,
-    /// The output layer: `V`, `c`.
-    pub readout: Readout<B>,
-}
+/// A [`SequenceModel`]: train it with [`SequenceModel::try_loss`] (or
+/// [`sequence_nll`](crate::loss::sequence_nll) on
+/// [`RnnOutput::logits`](crate::RnnOutput::logits)); its gradients are back-propagation through
+/// time by Burn's autodiff, with each layer's recurrence as one fused node.
+pub type ElmanRnn<B> = StackedRnn<B, ElmanCell<B>>;
 
-/// What a sequence model returns for a batch.
-#[derive(Debug, Clone)]
-pub struct RnnOutput<B: Backend> {
-    /// `o(t)` for every step, `[batch, time, output_size]`.
-    pub logits: Tensor<B, 3>,
-    /// `h(t)` for every step, `[batch, time, hidden_size]`.
-    pub states: Tensor<B, 3>,
-    /// Each sequence's final state `[batch, hidden_size]`, to carry into the next chunk.
-    pub last: Tensor<B, 2>,
-}
-
-/// What [`ElmanRnn::try_loss`] returns.
-#[derive(Debug, Clone)]
-pub struct RnnLoss<B: Backend> {
-    /// The reduced sequence negative log-likelihood, `[1]`.
-    pub loss: Tensor<B, 1>,
-    /// Each sequence's final state `[batch, hidden_size]`, to carry into the next chunk.
-    pub last: Tensor<B, 2>,
+/// Parameters of one Elman cell reading `input` features into `hidden`: `U`, `W`, `b`.
+pub(crate) fn elman_cell_parameters(input: u64, hidden: u64, bias: bool) -> u64 {
+    memory::sum_of_products(&[&[input, hidden], &[hidden, hidden], &[hidden * bias as u64]])
 }
 
 impl ElmanRnnConfig {
-    /// Checks the sizes, then initialises an [`ElmanRnn`] on `device`.
+    fn directions(&self) -> usize {
+        1 + self.bidirectional as usize
+    }
+
+    /// The number of parameters of the model: every layer's `U`, `W`, `b` and the readout's
+    /// `V`, `c` (`u64::MAX` if the count overflows).
+    pub fn parameter_count(&self) -> u64 {
+        let bias = self.bias;
+        let stack = memory::stack_parameters(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.directions(),
+            |input, hidden| elman_cell_parameters(input, hidden, bias),
+        );
+        let read_from = (self.directions() * self.hidden_size) as u64;
+        let out = self.output_size as u64;
+        memory::sum_of_products(&[&[stack], &[read_from, out], &[out * bias as u64]])
+    }
+
+    /// What one training step (forward, BPTT, Adam) of `batch` sequences of `time` steps keeps
+    /// at its peak, in f32 ([`memory`]): the parameters, their gradients and Adam's moments, and
+    /// per layer and direction the drive, the states and both their gradients, the readout
+    /// loss's `G`, the dropout masks, the token batch.
+    pub fn training_memory(&self, batch: usize, time: usize) -> MemoryEstimate {
+        let parameters = self.parameter_count();
+        let tokens = memory::mul(&[batch, time]);
+        let (hidden, layers) = (self.hidden_size as u64, self.num_layers as u64);
+        let dirs = self.directions() as u64;
+        let dropout_masks = if self.dropout > 0.0 { layers } else { 0 };
+        let activations = memory::sum_of_products(&[
+            &[4, tokens, hidden, dirs, layers],
+            &[tokens, self.output_size as u64],
+            &[tokens, hidden, dirs, dropout_masks],
+            &[4, tokens], // the input and target ids, i64
+        ]);
+        MemoryEstimate::from_floats(parameters, activations)
+    }
+
+    /// Checks the sizes, then initialises an [`ElmanRnn`] on `device`. Sizes whose parameters
+    /// do not fit in the memory the process can have are an [`Error::TooLarge`] naming the
+    /// field to shrink.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<ElmanRnn<B>> {
-        crate::error::check_sizes(&[
-            ("input_size", self.input_size),
+        check_sizes(&[("output_size", self.output_size)])?;
+        let sizes = [
             ("hidden_size", self.hidden_size),
+            ("input_size", self.input_size),
             ("output_size", self.output_size),
-        ])?;
-        crate::error::check_initializer(&self.initializer)?;
-        let cell = ElmanCellConfig::new(self.input_size, self.hidden_size)
-            .with_bias(self.bias)
-            .with_initializer(self.initializer.clone())
-            .init(device);
-        let readout = ReadoutConfig::new(self.hidden_size, self.output_size)
-            .with_bias(self.bias)
-            .with_initializer(self.initializer.clone())
-            .init(device);
-        Ok(ElmanRnn { cell, readout })
+            ("num_layers", self.num_layers),
+        ];
+        memory::check_parameters(&sizes, |v| {
+            ElmanRnnConfig {
+                hidden_size: v[0],
+                input_size: v[1],
+                output_size: v[2],
+                num_layers: v[3],
+                ..self.clone()
+            }
+            .parameter_count()
+        })?;
+        let cells = elman_cells(self.bias, self.nonlinearity, &self.initializer, device);
+        self.try_init_with(device, cells)
     }
 
     /// Initialises an [`ElmanRnn`] on `device`; panics with a clear message on a zero size
@@ -164,92 +256,44 @@ impl ElmanRnnConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> ElmanRnn<B> {
         self.try_init(device).unwrap_or_else(|e| panic!("{e}"))
     }
-}
 
-impl<B: Backend> ElmanRnn<B> {
-    /// Runs the whole sequence: every state and every output.
-    ///
-    /// `input` is dense `[batch, time, input_size]` or token ids `[batch, time]`. Checks its
-    /// shape, ids, lengths and initial state, and names the problem in the error.
-    pub fn try_forward(
+    /// The same per-step model with any cell: `make_cell(input_size, hidden_size)` is called
+    /// once per layer and direction (see [`RecurrentStack::try_build`]); `bias` and
+    /// `initializer` then configure the readout only (the cell decides for itself, and
+    /// `nonlinearity` is the Elman cell's). E.g. an LSTM language model:
+    /// `ElmanRnnConfig::new(65, 256, 65).try_init_with(&device, |i, h| LstmCellConfig::new(i, h).init(&device))`.
+    pub fn try_init_with<B: Backend, C: Recurrence<B> + Module<B>>(
         &self,
-        input: impl Into<SequenceInput<B>>,
-        options: &UnrollOptions<B>,
-    ) -> Result<RnnOutput<B>> {
-        let Unrolled { states, last } = unroll(&self.cell, input, options)?;
-        let logits = self.readout.forward(states.clone());
-        Ok(RnnOutput {
-            logits,
-            states,
-            last,
-        })
-    }
-
-    /// [`try_forward`](Self::try_forward), panicking with its error message.
-    pub fn forward(
-        &self,
-        input: impl Into<SequenceInput<B>>,
-        options: &UnrollOptions<B>,
-    ) -> RnnOutput<B> {
-        self.try_forward(input, options)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// The training loss in one pass: the sequence negative log-likelihood of `targets`
-    /// `[batch, time]` under the model's outputs, equal (values and gradients) to
-    /// `sequence_nll(forward(input).logits, targets, lengths, reduction)` with the lengths of
-    /// `options`, but with the readout, log-softmax and loss fused into one operation (see
-    /// [`try_readout_nll`](crate::loss::try_readout_nll)): the logits are never materialised as
-    /// a tensor. Use [`try_forward`](Self::try_forward) when you want the logits themselves.
-    pub fn try_loss(
-        &self,
-        input: impl Into<SequenceInput<B>>,
-        targets: Tensor<B, 2, burn::tensor::Int>,
-        options: &UnrollOptions<B>,
-        reduction: crate::loss::Reduction,
-    ) -> Result<RnnLoss<B>> {
-        let Unrolled { states, last } = unroll(&self.cell, input, options)?;
-        let loss = crate::loss::try_readout_nll(
-            states,
-            &self.readout,
-            targets,
-            options.lengths.as_deref(),
-            reduction,
+        device: &B::Device,
+        make_cell: impl FnMut(usize, usize) -> C,
+    ) -> Result<StackedRnn<B, C>> {
+        check_sizes(&[("output_size", self.output_size)])?;
+        check_initializer(&self.initializer)?;
+        let stack = RecurrentStack::try_build(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bidirectional,
+            self.dropout,
+            make_cell,
         )?;
-        Ok(RnnLoss { loss, last })
-    }
-
-    /// [`try_loss`](Self::try_loss), panicking with its error message.
-    pub fn loss(
-        &self,
-        input: impl Into<SequenceInput<B>>,
-        targets: Tensor<B, 2, burn::tensor::Int>,
-        options: &UnrollOptions<B>,
-        reduction: crate::loss::Reduction,
-    ) -> RnnLoss<B> {
-        self.try_loss(input, targets, options, reduction)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Width of `x(t)`.
-    pub fn input_size(&self) -> usize {
-        self.cell.input_size()
-    }
-
-    /// Width of `h(t)`.
-    pub fn hidden_size(&self) -> usize {
-        self.cell.state_size()
-    }
-
-    /// Width of `o(t)`.
-    pub fn output_size(&self) -> usize {
-        self.readout.output_size()
+        let readout = ReadoutConfig::new(stack.output_size(), self.output_size)
+            .with_bias(self.bias)
+            .with_initializer(self.initializer.clone())
+            .init(device);
+        StackedRnn::try_new(stack, readout)
     }
 }
+
+/// The configuration of a [`StackedRnn`] of any cell: the same fields, built with
+/// [`ElmanRnnConfig::try_init_with`].
+pub type StackedRnnConfig = ElmanRnnConfig;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SequenceModel;
+    use crate::recurrence::UnrollOptions;
     use crate::error::Error;
     use burn::tensor::{Distribution, Int, TensorData, Tolerance};
 
@@ -444,14 +488,14 @@ mod tests {
         let model = config.init::<TestBackend>(&device);
         // U(-1/√fan_in, 1/√fan_in), zero biases.
         let bound = 1.0 / 5f64.sqrt();
-        let w = model.cell.w.val().abs().max().into_scalar();
+        let w = model.cell().w.val().abs().max().into_scalar();
         assert!(
             w <= bound && w > 0.3 * bound,
             "max |W| = {w}, bound {bound}"
         );
         assert_eq!(
             model
-                .cell
+                .cell()
                 .b
                 .as_ref()
                 .unwrap()

@@ -1,4 +1,4 @@
-//! The one error type of unfold.
+//! The error type of unfold-nn (unfold-data has its own, which wraps this one).
 //!
 //! Every public entry point that takes user data, shapes, configs or files checks them first
 //! and returns an [`Error`] naming the argument, what was expected and what was given, rather
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Result alias used throughout unfold.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong when unfold is handed bad input.
+/// Everything that can go wrong when unfold-nn is handed bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A tensor argument has the wrong shape.
@@ -23,6 +23,26 @@ pub enum Error {
         expected: String,
         /// The shape that was given.
         got: Vec<usize>,
+    },
+    /// A state of several parts with the wrong shapes.
+    #[error("`{arg}` has parts of shape {got}, expected {expected}")]
+    StateShape {
+        /// The argument's name.
+        arg: &'static str,
+        /// The expected shapes of the parts, in words (e.g. "[2, 4] + [2, 4]").
+        expected: String,
+        /// The shapes that were given, in words.
+        got: String,
+    },
+    /// A cell whose step returned another state than it declares (checked at the first step).
+    #[error("{cell} declares state widths {declared:?}, but its first step returned: {problem}")]
+    CellOutput {
+        /// The cell's type.
+        cell: String,
+        /// The widths the cell declares (`Recurrence::state_widths`).
+        declared: Vec<usize>,
+        /// What was wrong with the returned state, in words.
+        problem: String,
     },
     /// A batch or sequence with nothing in it.
     #[error("`{arg}` is empty: {what}")]
@@ -64,14 +84,6 @@ pub enum Error {
         /// Number of classes (the width of the logits).
         num_classes: usize,
     },
-    /// A character that the vocabulary does not know.
-    #[error("character {ch:?} at position {position} is not in the vocabulary")]
-    UnknownChar {
-        /// The character.
-        ch: char,
-        /// Its position (in characters) in the text.
-        position: usize,
-    },
     /// A configuration value that cannot work.
     #[error("bad config: `{field}` = {value}: {reason}")]
     Config {
@@ -82,14 +94,6 @@ pub enum Error {
         /// Why it cannot work.
         reason: String,
     },
-    /// A corpus that cannot be trained on.
-    #[error("corpus {name}: {problem}")]
-    Corpus {
-        /// The corpus's name (file path or built-in name).
-        name: String,
-        /// What is wrong, in words.
-        problem: String,
-    },
     /// A required argument that was not given (e.g. the targets that teacher forcing feeds
     /// back).
     #[error("`{arg}` is missing: {why}")]
@@ -98,17 +102,6 @@ pub enum Error {
         arg: &'static str,
         /// Why it is needed, and what to do instead, in words.
         why: String,
-    },
-    /// The chosen backend found no device to run on (e.g. wgpu on a machine without a GPU or
-    /// Vulkan driver).
-    #[error("backend `{backend}` found no device: {problem}. {fix}")]
-    NoDevice {
-        /// The backend's name (`wgpu`, ...).
-        backend: &'static str,
-        /// What the backend reported, in words.
-        problem: String,
-        /// What to install or change, in words.
-        fix: String,
     },
     /// A file that cannot be read or written.
     #[error("{action} {path}: {source}")]
@@ -132,6 +125,27 @@ pub enum Error {
         value: f64,
         /// What was done about it and what to try, in words.
         action: String,
+    },
+    /// A size whose memory the process cannot have: refused before anything is allocated
+    /// (an allocation that fails aborts the process).
+    #[error(
+        "`{field}` = {value} needs {needed} of memory, but {available} is available{}",
+        match largest {
+            Some(largest) => format!(" (the largest `{field}` that fits is {largest})"),
+            None => String::new(),
+        }
+    )]
+    TooLarge {
+        /// The config field or flag to change.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// The memory needed, in words.
+        needed: String,
+        /// The memory available, in words.
+        available: String,
+        /// The largest value of `field` that fits, the others unchanged (if one does).
+        largest: Option<usize>,
     },
     /// A file that was read but cannot be used: corrupt, truncated, or written for another
     /// model (wrong names or shapes). Nothing was loaded from it.

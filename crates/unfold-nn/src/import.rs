@@ -1,15 +1,17 @@
-//! Importing PyTorch `nn.RNN` weights from a safetensors file (feature `pytorch`).
+//! Importing PyTorch `nn.RNN`, `nn.LSTM` and `nn.GRU` weights from a safetensors file (feature
+//! `pytorch`).
 //!
-//! A PyTorch model made of an `nn.RNN` (tanh, any number of layers, one or two directions)
-//! followed by an `nn.Linear`, saved with
-//! `safetensors.torch.save_file(model.state_dict(), "model.safetensors")`, loads into the
+//! A PyTorch model made of an `nn.RNN` (tanh or ReLU), `nn.LSTM` or `nn.GRU` (any number of
+//! layers, one or two directions, with or without biases) followed by an `nn.Linear`, saved
+//! with `safetensors.torch.save_file(model.state_dict(), "model.safetensors")`, loads into the
 //! matching unfold model and gives the same outputs for the same inputs:
 //!
 //! | PyTorch model | unfold model |
 //! |---|---|
-//! | `nn.RNN(I, H)` + `nn.Linear(H, O)` on every step's state | [`ElmanRnn`] (`ElmanRnnConfig::new(I, H, O)`) |
-//! | `nn.RNN(I, H, num_layers=L, bidirectional=…)` + `nn.Linear` on `h_n` of the top layer | [`SequenceClassifier`] (`Pooling::Last`) |
-//! | `nn.RNN(…)` alone | [`SequenceEncoder`] |
+//! | `nn.RNN(I, H, num_layers=L, bidirectional=…)` + `nn.Linear` on every step's output | [`ElmanRnn`] (`ElmanRnnConfig::new(I, H, O)` with the same layers and directions) |
+//! | `nn.LSTM(…)` / `nn.GRU(…)` + `nn.Linear` on every step's output | [`StackedRnn`] of [`LstmCell`] / [`GruCell`] ([`ElmanRnnConfig::try_init_with`]) |
+//! | any of them + `nn.Linear` on `h_n` of the top layer | [`SequenceClassifier`] (`Pooling::Last`) of that cell |
+//! | any of them alone | [`SequenceEncoder`] of that cell |
 //!
 //! # Name mapping
 //!
@@ -28,13 +30,19 @@
 //! | `fc.bias` | `[O]` | `readout.c` (`c`) | `[O]` |
 //!
 //! `in_0` is the input width `I`, `in_k` for `k ≥ 1` is `H × directions`, and `S` (what the
-//! readout reads) is `H × directions`. An [`ElmanRnn`]'s cell is layer 0 (`cell.u`, `cell.w`,
-//! `cell.b`).
+//! readout reads) is `H × directions`. `layers[k]` is `stack.layers[k]` of an [`ElmanRnn`] and
+//! `encoder.stack.layers[k]` of a [`SequenceClassifier`].
 //!
 //! Why transposed and summed: PyTorch computes `h(t) = tanh(x W_ihᵀ + b_ih + h(t-1) W_hhᵀ +
 //! b_hh)` with weights stored `[out, in]`, unfold `h(t) = tanh(x U + h(t-1) W + b)` with
 //! weights stored `[in, out]` (as burn-nn's `Linear`) and one bias, so `U = W_ihᵀ`,
 //! `W = W_hhᵀ`, `b = b_ih + b_hh` — the same function.
+//!
+//! `nn.LSTM` and `nn.GRU` use the same names with their gates stacked (`[4H, ·]` in the order
+//! `i, f, g, o`; `[3H, ·]` in the order `r, z, n`), and unfold's gated cells keep the gates
+//! side by side in the same order, transposed: [`LstmCell`]'s `U`, `W`, `b = b_ih + b_hh`;
+//! [`GruCell`]'s `U`, `W`, `b = b_ih + [b_hh of r, z; 0]` and `b_hn` = the `n` part of `b_hh`
+//! (it sits inside the reset gate's product, so it cannot be summed).
 //!
 //! # Using it
 //!
@@ -44,19 +52,23 @@
 //!
 //! ```no_run
 //! use unfold_nn::import::{LoadPytorch, PytorchNames, PytorchRnnShape};
-//! use unfold_nn::SequenceClassifier;
+//! use unfold_nn::{Nonlinearity, SequenceClassifier};
 //!
 //! type B = burn::backend::NdArray;
 //! let device = Default::default();
 //! let names = PytorchNames::new(); // "rnn." and "fc."
 //! let shape = PytorchRnnShape::read("model.safetensors", &names)?;
-//! let model: SequenceClassifier<B> = shape.classifier_config()?.init(&device);
+//! // The file cannot say tanh or ReLU: say which the nn.RNN was built with.
+//! let model: SequenceClassifier<B> = shape.classifier_config(Nonlinearity::Tanh)?.init(&device);
 //! let model = model.try_load_pytorch("model.safetensors", &names)?;
 //! # Ok::<(), unfold_nn::Error>(())
 //! ```
 //!
-//! Only `nonlinearity='tanh'` (PyTorch's default) matches unfold's cell: the file does not
-//! record the nonlinearity, so a `'relu'` RNN's weights load but give other outputs.
+//! **The nonlinearity is yours to give.** PyTorch's `state_dict` does not record whether the
+//! `nn.RNN` was `nonlinearity='tanh'` (its default) or `'relu'`: the weights of either load into
+//! either model. The model you load into decides (`ElmanRnnConfig::nonlinearity`, …), and
+//! [`PytorchRnnShape`]'s configs take it as an argument; a wrong choice gives other outputs
+//! (by 0.9 on a 3-layer fixture), and no check can see it.
 //!
 //! Loading returns a new model and leaves `self` as it was, also on error. Tensors in the file
 //! under other names (an embedding, an optimiser's state) are ignored. Weights may be stored as
@@ -86,10 +98,17 @@ use safetensors::{Dtype, SafeTensors};
 use crate::classifier::{
     SequenceClassifier, SequenceClassifierConfig, SequenceEncoder, SequenceEncoderConfig,
 };
-use crate::elman::{ElmanCell, ElmanRnn, ElmanRnnConfig};
+use crate::elman::{ElmanCell, ElmanRnnConfig};
 use crate::error::{Error, Result};
+use crate::gated::{GruCell, LstmCell};
+use crate::nonlinearity::Nonlinearity;
 use crate::readout::Readout;
 use crate::recurrence::Recurrence;
+use crate::rnn::StackedRnn;
+use crate::stack::RecurrentStack;
+
+#[cfg(doc)]
+use crate::ElmanRnn;
 
 /// Where the PyTorch modules' tensors sit in the file: the prefix of each part's names.
 #[derive(Config, Debug)]
@@ -113,53 +132,180 @@ pub trait LoadPytorch: Sized {
     fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self>;
 }
 
-impl<B: Backend> LoadPytorch for ElmanRnn<B> {
-    fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
-        with_file(path.as_ref(), names, |file| {
-            file.check_layout(1, false, self.hidden_size(), self.cell.b.is_some())?;
-            file.check_readout_bias(&self.readout)?;
-            let mut expected = cell_names(names, 0, false, self.cell.b.is_some());
-            expected.extend(readout_names(&self.readout, names));
-            file.check_names(&expected)?;
-            Ok(ElmanRnn {
-                cell: file.cell(&self.cell, 0, false)?,
-                readout: file.readout(&self.readout)?,
-            })
+/// A cell whose parameters one layer (and direction) of a PyTorch recurrent module holds.
+trait TorchCell<B: Backend>: Recurrence<B> + burn::module::Module<B> + Sized {
+    /// The module that stores it: `nn.RNN`, `nn.LSTM` or `nn.GRU`.
+    const MODULE: TorchModule;
+
+    /// Whether the cell has biases.
+    fn has_bias(&self) -> bool;
+
+    /// A copy of `self` with layer `k`'s parameters (`reversed`: its reverse direction) read
+    /// from `file`.
+    fn read(&self, file: &File<'_>, k: usize, reversed: bool) -> Result<Self>;
+}
+
+/// A PyTorch recurrent module, told apart in a file by its gates stacked in `weight_hh_l0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TorchModule {
+    /// `nn.RNN` (`weight_hh` `[H, H]`).
+    Rnn,
+    /// `nn.LSTM` (`[4H, H]`, gates `i, f, g, o`).
+    Lstm,
+    /// `nn.GRU` (`[3H, H]`, gates `r, z, n`).
+    Gru,
+}
+
+impl TorchModule {
+    /// Gate blocks stacked in each weight.
+    pub fn gates(self) -> usize {
+        match self {
+            TorchModule::Rnn => 1,
+            TorchModule::Lstm => 4,
+            TorchModule::Gru => 3,
+        }
+    }
+
+    /// PyTorch's name, `nn.RNN`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            TorchModule::Rnn => "nn.RNN",
+            TorchModule::Lstm => "nn.LSTM",
+            TorchModule::Gru => "nn.GRU",
+        }
+    }
+
+    /// unfold's cell for it.
+    fn cell(self) -> &'static str {
+        match self {
+            TorchModule::Rnn => "ElmanCell",
+            TorchModule::Lstm => "LstmCell",
+            TorchModule::Gru => "GruCell",
+        }
+    }
+
+    /// The module with `gates` stacked gates, if any.
+    fn from_gates(gates: usize) -> Option<Self> {
+        [TorchModule::Rnn, TorchModule::Lstm, TorchModule::Gru]
+            .into_iter()
+            .find(|m| m.gates() == gates)
+    }
+}
+
+impl<B: Backend> TorchCell<B> for ElmanCell<B> {
+    const MODULE: TorchModule = TorchModule::Rnn;
+
+    fn has_bias(&self) -> bool {
+        self.b.is_some()
+    }
+
+    fn read(&self, file: &File<'_>, k: usize, reversed: bool) -> Result<Self> {
+        let (u, w, b) = file.gate_weights(&self.u, &self.w, self.b.as_ref(), k, reversed)?;
+        Ok(ElmanCell {
+            u,
+            w,
+            b,
+            nonlinearity: self.nonlinearity,
         })
     }
 }
 
-impl<B: Backend> LoadPytorch for SequenceEncoder<B> {
-    fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
-        with_file(path.as_ref(), names, |file| {
-            file.check_encoder(self)?;
-            file.check_names(&encoder_names(self, names))?;
-            file.encoder(self)
-        })
+impl<B: Backend> TorchCell<B> for LstmCell<B> {
+    const MODULE: TorchModule = TorchModule::Lstm;
+
+    fn has_bias(&self) -> bool {
+        self.b.is_some()
+    }
+
+    fn read(&self, file: &File<'_>, k: usize, reversed: bool) -> Result<Self> {
+        let (u, w, b) = file.gate_weights(&self.u, &self.w, self.b.as_ref(), k, reversed)?;
+        Ok(LstmCell { u, w, b })
     }
 }
 
-impl<B: Backend> LoadPytorch for SequenceClassifier<B> {
-    fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
-        with_file(path.as_ref(), names, |file| {
-            file.check_encoder(&self.encoder)?;
-            file.check_readout_bias(&self.readout)?;
-            let mut expected = encoder_names(&self.encoder, names);
-            expected.extend(readout_names(&self.readout, names));
-            file.check_names(&expected)?;
-            let encoder = file.encoder(&self.encoder)?;
-            SequenceClassifier::try_new(encoder, file.readout(&self.readout)?)
-        })
+impl<B: Backend> TorchCell<B> for GruCell<B> {
+    const MODULE: TorchModule = TorchModule::Gru;
+
+    fn has_bias(&self) -> bool {
+        self.b.is_some()
+    }
+
+    /// `b = b_ih + [b_hh of r, z; 0]`, `b_hn` = the `n` part of `b_hh`.
+    fn read(&self, file: &File<'_>, k: usize, reversed: bool) -> Result<Self> {
+        let (u, w, _) = file.gate_weights(&self.u, &self.w, None, k, reversed)?;
+        let name = |what| rnn_name(file.names, what, k, reversed);
+        let (b, b_hn) = match (&self.b, &self.b_hn) {
+            (Some(b), Some(b_hn)) => {
+                let hidden = b_hn.dims()[0];
+                let meaning = "[3 · hidden_size], gates r, z, n";
+                let ih = file.values(&name("bias_ih"), &[3 * hidden], meaning)?;
+                let hh = file.values(&name("bias_hh"), &[3 * hidden], meaning)?;
+                let folded: Vec<f64> = (0..3 * hidden)
+                    .map(|j| ih[j] + if j < 2 * hidden { hh[j] } else { 0.0 })
+                    .collect();
+                let b = replace(b, TensorData::new(folded, [3 * hidden]));
+                let n = TensorData::new(hh[2 * hidden..].to_vec(), [hidden]);
+                (Some(b), Some(replace(b_hn, n)))
+            }
+            _ => (None, None),
+        };
+        Ok(GruCell { u, w, b, b_hn })
     }
 }
 
-/// The sizes of a PyTorch `nn.RNN` (+ `nn.Linear`) in a safetensors file, read from its
-/// tensors' names and shapes: build the matching unfold config from it.
+/// `LoadPytorch` for every model of every cell: the per-step model, the encoder and the
+/// classifier, each of Elman, LSTM and GRU cells.
+macro_rules! load_pytorch_for {
+    ($($cell:ident),+) => {$(
+        impl<B: Backend> LoadPytorch for StackedRnn<B, $cell<B>> {
+            fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
+                with_file(path.as_ref(), names, |file| {
+                    let (stack, readout) = file.stack_and_readout(&self.stack, &self.readout)?;
+                    StackedRnn::try_new(stack, readout)
+                })
+            }
+        }
+
+        impl<B: Backend> LoadPytorch for SequenceEncoder<B, $cell<B>> {
+            fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
+                with_file(path.as_ref(), names, |file| {
+                    file.check_stack(&self.stack)?;
+                    file.check_names(&stack_names(&self.stack, names))?;
+                    Ok(SequenceEncoder {
+                        stack: file.stack(&self.stack)?,
+                        pooling: self.pooling,
+                    })
+                })
+            }
+        }
+
+        impl<B: Backend> LoadPytorch for SequenceClassifier<B, $cell<B>> {
+            fn try_load_pytorch(&self, path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
+                with_file(path.as_ref(), names, |file| {
+                    let (stack, readout) =
+                        file.stack_and_readout(&self.encoder.stack, &self.readout)?;
+                    let encoder = SequenceEncoder {
+                        stack,
+                        pooling: self.encoder.pooling,
+                    };
+                    SequenceClassifier::try_new(encoder, readout)
+                })
+            }
+        }
+    )+};
+}
+
+load_pytorch_for!(ElmanCell, LstmCell, GruCell);
+
+/// The sizes of a PyTorch `nn.RNN`, `nn.LSTM` or `nn.GRU` (+ `nn.Linear`) in a safetensors
+/// file, read from its tensors' names and shapes: build the matching unfold config from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PytorchRnnShape {
+    /// Which module: told by the gates stacked in `weight_hh_l0` (`[G·H, H]`).
+    pub module: TorchModule,
     /// Width of the input, `I` (the columns of `weight_ih_l0`).
     pub input_size: usize,
-    /// Width of each layer's state, `H` (the rows of `weight_ih_l0`).
+    /// Width of each layer's state, `H` (the columns of `weight_hh_l0`).
     pub hidden_size: usize,
     /// Number of layers (`…_l0`, `…_l1`, …).
     pub num_layers: usize,
@@ -180,14 +326,25 @@ impl PytorchRnnShape {
     pub fn read(path: impl AsRef<Path>, names: &PytorchNames) -> Result<Self> {
         with_file(path.as_ref(), names, |file| {
             let ih = rnn_name(names, "weight_ih", 0, false);
-            file.check_names(&[ih.clone(), rnn_name(names, "weight_hh", 0, false)])?;
-            let [hidden_size, input_size] = file.dims2(&ih)?;
+            let hh = rnn_name(names, "weight_hh", 0, false);
+            file.check_names(&[ih.clone(), hh.clone()])?;
+            let [_, input_size] = file.dims2(&ih)?;
+            let [rows, hidden_size] = file.dims2(&hh)?;
+            let module = TorchModule::from_gates(rows / hidden_size.max(1))
+                .filter(|m| m.gates() * hidden_size == rows)
+                .ok_or_else(|| {
+                    file.bad(format!(
+                        "{hh} has shape [{rows}, {hidden_size}]: not an nn.RNN's [H, H], an \
+                         nn.LSTM's [4H, H] or an nn.GRU's [3H, H]"
+                    ))
+                })?;
             let readout = format!("{}weight", names.linear);
             let output_size = match file.tensors.tensor(&readout) {
                 Ok(_) => Some(file.dims2(&readout)?[0]),
                 Err(_) => None,
             };
             Ok(Self {
+                module,
                 input_size,
                 hidden_size,
                 num_layers: file.num_layers(),
@@ -199,48 +356,41 @@ impl PytorchRnnShape {
         })
     }
 
-    /// The config of the [`SequenceEncoder`] with these sizes (`Pooling::Last`).
-    pub fn encoder_config(&self) -> SequenceEncoderConfig {
+    /// The config of the [`SequenceEncoder`] with these sizes (`Pooling::Last`) and the
+    /// given nonlinearity: the file cannot say whether the `nn.RNN` was `'tanh'` or `'relu'`
+    /// (PyTorch keeps it in the module, not in the `state_dict`), so the caller must.
+    pub fn encoder_config(&self, nonlinearity: Nonlinearity) -> SequenceEncoderConfig {
         SequenceEncoderConfig::new(self.input_size, self.hidden_size)
             .with_num_layers(self.num_layers)
             .with_bidirectional(self.bidirectional)
+            .with_nonlinearity(nonlinearity)
             .with_bias(self.bias)
     }
 
-    /// The config of the [`SequenceClassifier`] with these sizes (`Pooling::Last`); an error
-    /// when the file has no readout or only one of the two parts has biases (unfold's config
-    /// has one `bias` flag for both).
-    pub fn classifier_config(&self) -> Result<SequenceClassifierConfig> {
+    /// The config of the [`SequenceClassifier`] with these sizes (`Pooling::Last`) and the
+    /// given nonlinearity (see [`encoder_config`](Self::encoder_config)); an error when the
+    /// file has no readout or only one of the two parts has biases (unfold's config has one
+    /// `bias` flag for both).
+    pub fn classifier_config(&self, nonlinearity: Nonlinearity) -> Result<SequenceClassifierConfig> {
         let output_size = self.output_size()?;
-        Ok(
-            SequenceClassifierConfig::new(self.input_size, self.hidden_size, output_size)
-                .with_num_layers(self.num_layers)
-                .with_bidirectional(self.bidirectional)
-                .with_bias(self.one_bias_flag()?),
-        )
+        let bias = self.one_bias_flag()?;
+        Ok(self
+            .encoder_config(nonlinearity)
+            .with_bias(bias)
+            .classifier(output_size))
     }
 
-    /// The config of the [`ElmanRnn`] with these sizes; an error when the file has more than
-    /// one layer, two directions, no readout or biases in one part only.
-    pub fn elman_config(&self) -> Result<ElmanRnnConfig> {
-        if self.num_layers != 1 || self.bidirectional {
-            return Err(Error::config(
-                "num_layers",
-                format!(
-                    "{} ({})",
-                    self.num_layers,
-                    if self.bidirectional {
-                        "bidirectional"
-                    } else {
-                        "one direction"
-                    }
-                ),
-                "ElmanRnn is one layer in one direction: use SequenceClassifier or \
-                 SequenceEncoder",
-            ));
-        }
+    /// The config of the per-step model with these sizes (layers, directions) and the given
+    /// nonlinearity (see [`encoder_config`](Self::encoder_config)): an [`ElmanRnn`] from its
+    /// `init`, or a [`StackedRnn`] of the file's cell from
+    /// [`try_init_with`](ElmanRnnConfig::try_init_with); an error when the file has no
+    /// readout or biases in one part only.
+    pub fn elman_config(&self, nonlinearity: Nonlinearity) -> Result<ElmanRnnConfig> {
         Ok(
             ElmanRnnConfig::new(self.input_size, self.hidden_size, self.output_size()?)
+                .with_num_layers(self.num_layers)
+                .with_bidirectional(self.bidirectional)
+                .with_nonlinearity(nonlinearity)
                 .with_bias(self.one_bias_flag()?),
         )
     }
@@ -317,12 +467,15 @@ fn cell_names(names: &PytorchNames, k: usize, reversed: bool, bias: bool) -> Vec
         .collect()
 }
 
-fn encoder_names<B: Backend>(encoder: &SequenceEncoder<B>, names: &PytorchNames) -> Vec<String> {
+fn stack_names<B: Backend, C: TorchCell<B>>(
+    stack: &RecurrentStack<B, C>,
+    names: &PytorchNames,
+) -> Vec<String> {
     let mut expected = Vec::new();
-    for (k, cell) in encoder.layers.iter().enumerate() {
-        expected.extend(cell_names(names, k, false, cell.b.is_some()));
-        if let Some(cell) = encoder.reversed_layers.get(k) {
-            expected.extend(cell_names(names, k, true, cell.b.is_some()));
+    for (k, cell) in stack.layers.iter().enumerate() {
+        expected.extend(cell_names(names, k, false, cell.has_bias()));
+        if let Some(cell) = stack.reversed_layers.get(k) {
+            expected.extend(cell_names(names, k, true, cell.has_bias()));
         }
     }
     expected
@@ -387,12 +540,14 @@ impl File<'_> {
     /// own message (a plain "missing tensor" or "wrong shape" would hide the real mismatch).
     fn check_layout(
         &self,
+        module: TorchModule,
         num_layers: usize,
         bidirectional: bool,
         hidden_size: usize,
         bias: bool,
     ) -> Result<()> {
         let rnn = &self.names.rnn;
+        let kind = module.name();
         let found = self.num_layers();
         if found == 0 {
             // Nothing under the prefix: most likely the wrong prefix; the missing-names check
@@ -401,7 +556,7 @@ impl File<'_> {
         }
         if found != num_layers {
             return Err(self.bad(format!(
-                "the file holds a {found}-layer nn.RNN ({rnn}…_l0 to …_l{}), but the model has \
+                "the file holds a {found}-layer {kind} ({rnn}…_l0 to …_l{}), but the model has \
                  {num_layers} layer{}",
                 found - 1,
                 if num_layers == 1 { "" } else { "s" }
@@ -410,7 +565,7 @@ impl File<'_> {
         let directions = |b: bool| if b { "two directions" } else { "one direction" };
         if self.is_bidirectional() != bidirectional {
             return Err(self.bad(format!(
-                "the file's nn.RNN reads {} ({rnn}…_reverse tensors {}), but the model reads {}",
+                "the file's {kind} reads {} ({rnn}…_reverse tensors {}), but the model reads {}",
                 directions(self.is_bidirectional()),
                 if self.is_bidirectional() {
                     "present"
@@ -423,19 +578,28 @@ impl File<'_> {
         let hh = rnn_name(self.names, "weight_hh", 0, false);
         if let Ok(view) = self.tensors.tensor(&hh) {
             if let &[rows, cols, ..] = view.shape() {
-                if rows != hidden_size {
-                    // nn.LSTM and nn.GRU use the same names with 4 and 3 gates stacked.
-                    let gates = if rows == 4 * cols {
-                        "; [4H, H] is an nn.LSTM's: only nn.RNN loads"
-                    } else if rows == 3 * cols {
-                        "; [3H, H] is an nn.GRU's: only nn.RNN loads"
-                    } else {
-                        ""
+                if rows != module.gates() * hidden_size {
+                    // The three modules use the same names with 1, 4 and 3 gates stacked.
+                    let gates = match TorchModule::from_gates(rows / cols.max(1)) {
+                        Some(other) if other != module && other.gates() * cols == rows => {
+                            format!(
+                                "; [{}H, H] is an {}'s: load it into a model of {}s, not {}s",
+                                other.gates(),
+                                other.name(),
+                                other.cell(),
+                                module.cell()
+                            )
+                        }
+                        _ => String::new(),
+                    };
+                    let stacked = match module.gates() {
+                        1 => String::new(),
+                        g => format!(" ({g} gates of it stacked: {} rows)", g * hidden_size),
                     };
                     return Err(self.bad(format!(
                         "hidden size {rows} in the file ({hh} has shape {:?}), but the model's \
-                         hidden size is {hidden_size}{gates}",
-                        view.shape()
+                         hidden size is {hidden_size}{stacked}{gates}",
+                        view.shape(),
                     )));
                 }
             }
@@ -443,21 +607,37 @@ impl File<'_> {
         let bias_name = rnn_name(self.names, "bias_ih", 0, false);
         if !bias && self.has(&bias_name) {
             return Err(self.bad(format!(
-                "the file's nn.RNN has biases ({bias_name}), but the model was built with \
+                "the file's {kind} has biases ({bias_name}), but the model was built with \
                  bias = false"
             )));
         }
         Ok(())
     }
 
-    fn check_encoder<B: Backend>(&self, encoder: &SequenceEncoder<B>) -> Result<()> {
-        let bottom = &encoder.layers[0];
+    fn check_stack<B: Backend, C: TorchCell<B>>(&self, stack: &RecurrentStack<B, C>) -> Result<()> {
+        let bottom = &stack.layers[0];
         self.check_layout(
-            encoder.num_layers(),
-            encoder.is_bidirectional(),
+            C::MODULE,
+            stack.num_layers(),
+            stack.is_bidirectional(),
             bottom.state_size(),
-            bottom.b.is_some(),
+            bottom.has_bias(),
         )
+    }
+
+    /// A stack and the readout after it, checked and read (the per-step model and the
+    /// classifier).
+    fn stack_and_readout<B: Backend, C: TorchCell<B>>(
+        &self,
+        stack: &RecurrentStack<B, C>,
+        readout: &Readout<B>,
+    ) -> Result<(RecurrentStack<B, C>, Readout<B>)> {
+        self.check_stack(stack)?;
+        self.check_readout_bias(readout)?;
+        let mut expected = stack_names(stack, self.names);
+        expected.extend(readout_names(readout, self.names));
+        self.check_names(&expected)?;
+        Ok((self.stack(stack)?, self.readout(readout)?))
     }
 
     fn check_readout_bias<B: Backend>(&self, readout: &Readout<B>) -> Result<()> {
@@ -590,37 +770,52 @@ impl File<'_> {
         Ok(replace(param, TensorData::new(sum, [size])))
     }
 
-    /// Layer `k`'s cell (forward or reversed), read into a copy of `cell`.
-    fn cell<B: Backend>(
+    /// Layer `k`'s (`reversed`: its reverse direction's) `weight_ih`, `weight_hh` and, with
+    /// `b`, `bias_ih + bias_hh`, read into copies of `u`, `w` and `b` (gates stacked as the
+    /// module stacks them).
+    #[allow(clippy::type_complexity)]
+    fn gate_weights<B: Backend>(
         &self,
-        cell: &ElmanCell<B>,
+        u: &Param<Tensor<B, 2>>,
+        w: &Param<Tensor<B, 2>>,
+        b: Option<&Param<Tensor<B, 1>>>,
         k: usize,
         reversed: bool,
-    ) -> Result<ElmanCell<B>> {
+    ) -> Result<(
+        Param<Tensor<B, 2>>,
+        Param<Tensor<B, 2>>,
+        Option<Param<Tensor<B, 1>>>,
+    )> {
         let name = |what| rnn_name(self.names, what, k, reversed);
-        let b = match &cell.b {
+        let b = match b {
             Some(b) => Some(self.bias(
                 &[name("bias_ih"), name("bias_hh")],
                 b,
-                "[hidden_size]; unfold's b is bias_ih + bias_hh",
+                "[gates · hidden_size]; unfold's b is bias_ih + bias_hh",
             )?),
             None => None,
         };
-        Ok(ElmanCell {
-            u: self.weight(&name("weight_ih"), &cell.u, "[hidden_size, input_size]")?,
-            w: self.weight(&name("weight_hh"), &cell.w, "[hidden_size, hidden_size]")?,
+        Ok((
+            self.weight(&name("weight_ih"), u, "[gates · hidden_size, input_size]")?,
+            self.weight(&name("weight_hh"), w, "[gates · hidden_size, hidden_size]")?,
             b,
-        })
+        ))
     }
 
-    fn encoder<B: Backend>(&self, encoder: &SequenceEncoder<B>) -> Result<SequenceEncoder<B>> {
-        let layers = (encoder.layers.iter().enumerate())
-            .map(|(k, cell)| self.cell(cell, k, false))
+    /// Every layer and direction of `stack`, read into a copy of it.
+    fn stack<B: Backend, C: TorchCell<B>>(
+        &self,
+        stack: &RecurrentStack<B, C>,
+    ) -> Result<RecurrentStack<B, C>> {
+        let layers = (stack.layers.iter().enumerate())
+            .map(|(k, cell)| cell.read(self, k, false))
             .collect::<Result<Vec<_>>>()?;
-        let reversed = (encoder.reversed_layers.iter().enumerate())
-            .map(|(k, cell)| self.cell(cell, k, true))
+        let reversed = (stack.reversed_layers.iter().enumerate())
+            .map(|(k, cell)| cell.read(self, k, true))
             .collect::<Result<Vec<_>>>()?;
-        SequenceEncoder::try_new(layers, reversed, encoder.pooling)
+        let mut loaded = RecurrentStack::try_new(layers, reversed)?;
+        loaded.dropout = stack.dropout.clone();
+        Ok(loaded)
     }
 
     fn readout<B: Backend>(&self, readout: &Readout<B>) -> Result<Readout<B>> {

@@ -8,13 +8,13 @@
 //! sequence's length contribute nothing (and so no gradient).
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fused::head::{self, NllRows};
+use crate::ops::{readout_nll, NllRows};
 use crate::readout::Readout;
-use crate::recurrence::{valid_mask, validate_lengths};
+use crate::recurrence::{check_ids, valid_mask, validate_lengths};
 
 /// How the per-step losses `L(t)` of a batch are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -92,17 +92,7 @@ fn check_targets<B: Backend>(
             &targets.dims(),
         ));
     }
-    let low: i64 = targets.clone().min().into_scalar().elem();
-    let high: i64 = targets.clone().max().into_scalar().elem();
-    for id in [low, high] {
-        if id < 0 || id as usize >= classes {
-            return Err(Error::TokenOutOfRange {
-                arg: "targets",
-                id,
-                vocab_size: classes,
-            });
-        }
-    }
+    check_ids("targets", targets, classes)?;
     match lengths {
         None => Ok(batch * time),
         Some(lengths) => {
@@ -115,9 +105,8 @@ fn check_targets<B: Backend>(
 /// The sequence negative log-likelihood of the readout `o = c + V h` of `states`, as one fused
 /// operation: the same value and gradients as
 /// `try_sequence_nll(readout.forward(states), targets, lengths, reduction)`, without recording
-/// the logits, the log-softmax and the mask as separate graph nodes (see
-/// [`fused::head`](crate::fused::head)). Backends without a fused implementation take exactly
-/// that unfused path.
+/// the logits, the log-softmax and the mask as separate graph nodes (the fused readout loss of
+/// [`crate::ops`]). Backends without kernels take exactly that unfused path.
 ///
 /// - `states`: `h(t)`, `[batch, time, hidden]`.
 /// - `targets`: `y(t)`, `[batch, time]`, ids in `0..readout.output_size()`.
@@ -137,9 +126,9 @@ pub fn try_readout_nll<B: Backend>(
             &states.dims(),
         ));
     }
-    let Some(run) = head::runner::<B>() else {
+    if !crate::ops::has_kernels::<B>() {
         return try_sequence_nll(readout.forward(states), targets, lengths, reduction);
-    };
+    }
     let classes = readout.output_size();
     let tokens = check_targets(&states.dims(), &targets, classes, lengths)?;
     let scale = match reduction {
@@ -158,7 +147,7 @@ pub fn try_readout_nll<B: Backend>(
         Some(c) => c.val(),
         None => Tensor::zeros([classes], (&v.device(), v.dtype())),
     };
-    Ok(run(states, v, c, targets, &rows))
+    Ok(readout_nll::readout_nll(states, v, c, targets, &rows).expect("the backend has kernels"))
 }
 
 /// [`try_readout_nll`], panicking with its error message.

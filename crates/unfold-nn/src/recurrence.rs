@@ -12,12 +12,16 @@
 //! cell shares the one loop in [`scan`], which is where initial states, per-sequence
 //! lengths and reversed reading are handled, once.
 //!
+//! A state is one `[batch, width]` tensor for most cells; a cell whose state has several parts
+//! (an LSTM's `h` and `c`) says so with [`Recurrence::state_widths`] and steps a [`State`].
+//!
 //! A state-only dynamical system `h(t) = f(h(t-1); θ)` (no inputs, no outputs) is a
 //! [`Dynamics`], unrolled by [`unroll_dynamics`] through the same loop.
 
 use burn::tensor::{backend::Backend, Bool, ElementConversion, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::feedback::Forcing;
 
 /// A sequence fed to a recurrence: dense features or token ids.
 #[derive(Debug, Clone)]
@@ -69,6 +73,14 @@ impl<B: Backend> SequenceInput<B> {
         }
     }
 
+    /// The same sequence cut off the autodiff graph (dense features may require gradients).
+    pub fn detach(self) -> Self {
+        match self {
+            SequenceInput::Dense(x) => SequenceInput::Dense(x.detach()),
+            tokens => tokens,
+        }
+    }
+
     /// Checks the sequence against a cell's input size: non-empty batch and time, the right
     /// feature width, token ids inside the vocabulary, finite values.
     pub fn validate(&self, arg: &'static str, input_size: usize) -> Result<()> {
@@ -96,38 +108,173 @@ impl<B: Backend> SequenceInput<B> {
                     ));
                 }
                 // One device read: a NaN or infinite input poisons every later state.
-                if !x.clone().is_finite().all().into_scalar().elem::<bool>() {
+                if !is_finite(x) {
                     return Err(Error::NonFinite { arg });
                 }
             }
-            SequenceInput::Tokens(ids) => {
-                let low: i64 = ids.clone().min().into_scalar().elem::<i64>();
-                let high: i64 = ids.clone().max().into_scalar().elem::<i64>();
-                for id in [low, high] {
-                    if id < 0 || id as usize >= input_size {
-                        return Err(Error::TokenOutOfRange {
-                            arg,
-                            id,
-                            vocab_size: input_size,
-                        });
-                    }
-                }
-            }
+            SequenceInput::Tokens(ids) => check_ids(arg, ids, input_size)?,
         }
         Ok(())
     }
 }
 
+/// Whether every value of `x` is finite (one device read).
+pub(crate) fn is_finite<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
+    x.clone().is_finite().all().into_scalar().elem::<bool>()
+}
+
+/// Checks that every id of `ids` is in `0..vocab_size` (two device reads: the extremes).
+pub(crate) fn check_ids<B: Backend, const D: usize>(
+    arg: &'static str,
+    ids: &Tensor<B, D, Int>,
+    vocab_size: usize,
+) -> Result<()> {
+    let low: i64 = ids.clone().min().into_scalar().elem::<i64>();
+    let high: i64 = ids.clone().max().into_scalar().elem::<i64>();
+    match [low, high]
+        .into_iter()
+        .find(|&id| id < 0 || id as usize >= vocab_size)
+    {
+        Some(id) => Err(Error::TokenOutOfRange {
+            arg,
+            id,
+            vocab_size,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The state of a recurrence at one step: one `[batch, width]` tensor per part.
+///
+/// Part 0 is `h(t)`, what the cell outputs (the states an unroll returns, what the next layer
+/// reads). Most cells have that part alone; an LSTM carries its cell memory `c(t)` as part 1;
+/// a stack of layers carries one part (or two) per layer and direction, bottom layer first.
+#[derive(Debug, Clone)]
+pub struct State<B: Backend> {
+    parts: Vec<Tensor<B, 2>>,
+}
+
+impl<B: Backend> From<Tensor<B, 2>> for State<B> {
+    fn from(h: Tensor<B, 2>) -> Self {
+        State::new(h)
+    }
+}
+
+impl<B: Backend> State<B> {
+    /// The state of a cell whose state is `h` alone.
+    pub fn new(h: Tensor<B, 2>) -> Self {
+        Self { parts: vec![h] }
+    }
+
+    /// A state of several parts, `h(t)` first. Panics if `parts` is empty.
+    pub fn from_parts(parts: Vec<Tensor<B, 2>>) -> Self {
+        assert!(!parts.is_empty(), "a state has at least one part, h(t)");
+        Self { parts }
+    }
+
+    /// Zeros of the given part widths.
+    pub fn zeros(batch: usize, widths: &[usize], device: &B::Device) -> Self {
+        Self::from_parts(
+            widths
+                .iter()
+                .map(|&width| Tensor::zeros([batch, width], device))
+                .collect(),
+        )
+    }
+
+    /// `h(t)`, part 0.
+    pub fn output(&self) -> &Tensor<B, 2> {
+        &self.parts[0]
+    }
+
+    /// `h(t)`, part 0, by value.
+    pub fn into_output(self) -> Tensor<B, 2> {
+        self.parts.into_iter().next().expect("a state has a part")
+    }
+
+    /// Every part, `h(t)` first.
+    pub fn parts(&self) -> &[Tensor<B, 2>] {
+        &self.parts
+    }
+
+    /// Every part by value, `h(t)` first.
+    pub fn into_parts(self) -> Vec<Tensor<B, 2>> {
+        self.parts
+    }
+
+    /// The widths of the parts.
+    pub fn widths(&self) -> Vec<usize> {
+        self.parts.iter().map(|part| part.dims()[1]).collect()
+    }
+
+    /// The number of sequences.
+    pub fn batch_size(&self) -> usize {
+        self.parts[0].dims()[0]
+    }
+
+    /// The same state cut off the autodiff graph.
+    pub fn detach(self) -> Self {
+        Self::from_parts(self.parts.into_iter().map(Tensor::detach).collect())
+    }
+
+    /// This state where `finished` (`[batch, 1]`) is false, `previous` where it is true: a row
+    /// past its sequence's end holds its state.
+    fn hold(self, previous: &Self, finished: Option<Tensor<B, 2, Bool>>) -> Self {
+        let Some(finished) = finished else {
+            return self;
+        };
+        let parts = self
+            .parts
+            .into_iter()
+            .zip(&previous.parts)
+            .map(|(next, previous)| {
+                next.mask_where(finished.clone().expand(previous.dims()), previous.clone())
+            })
+            .collect();
+        Self::from_parts(parts)
+    }
+
+    /// Checks this state against the part widths `expected` for `batch` sequences.
+    pub(crate) fn check(&self, arg: &'static str, batch: usize, expected: &[usize]) -> Result<()> {
+        let got: Vec<[usize; 2]> = self.parts.iter().map(|p| p.dims()).collect();
+        let want: Vec<[usize; 2]> = expected.iter().map(|&w| [batch, w]).collect();
+        match (got == want, got.as_slice()) {
+            (true, _) => Ok(()),
+            (false, [one]) if want.len() == 1 => {
+                Err(Error::shape(arg, format!("{:?}", want[0]), one))
+            }
+            (false, _) => Err(Error::StateShape {
+                arg,
+                expected: describe_parts(&want),
+                got: describe_parts(&got),
+            }),
+        }
+    }
+}
+
+/// `[2, 4] + [2, 4]`: the shapes of a state's parts, in words.
+fn describe_parts(shapes: &[[usize; 2]]) -> String {
+    let shapes: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+    shapes.join(" + ")
+}
+
 /// One step of a recurrence, `h(t) = f(h(t-1), x(t); θ)`, with the same `θ` at every step.
 ///
-/// Implement [`step`](Recurrence::step) and the two sizes; the rest has defaults. The state is
-/// one `[batch, state_size]` tensor (a cell with several state parts concatenates them).
+/// Implement [`step`](Recurrence::step) and the two sizes; the rest has defaults. A cell whose
+/// state has several parts implements [`state_widths`](Recurrence::state_widths) and
+/// [`step_state`](Recurrence::step_state) instead of `step`.
 pub trait Recurrence<B: Backend> {
     /// Width of `x(t)`: feature count for dense inputs, vocabulary size for token ids.
     fn input_size(&self) -> usize;
 
-    /// Width of `h(t)`.
+    /// Width of `h(t)`, the state the cell outputs.
     fn state_size(&self) -> usize;
+
+    /// Widths of every part of the state, `h(t)` first. Default: `[state_size]`, a state of
+    /// one tensor.
+    fn state_widths(&self) -> Vec<usize> {
+        vec![self.state_size()]
+    }
 
     /// The part of every step that depends on `x(t)` alone, computed for all steps at once
     /// (one large product instead of τ small ones): `[batch, time] → [batch, time, D]`.
@@ -139,21 +286,65 @@ pub trait Recurrence<B: Backend> {
     }
 
     /// `h(t) = f(h(t-1), x(t))`, given `h(t-1)` `[batch, state_size]` and row `t` of
-    /// [`drive`](Recurrence::drive).
-    fn step(&self, h: Tensor<B, 2>, drive: Tensor<B, 2>) -> Tensor<B, 2>;
-
-    /// All steps of the sequence: returns every state `[batch, time, state_size]` (index `t`
-    /// holds `h(t)`) and the last one. The default loops [`step`](Recurrence::step) through
-    /// [`scan`]; a cell with a fused kernel overrides this, and nothing else changes.
+    /// [`drive`](Recurrence::drive), for a cell whose state is `h` alone.
     ///
-    /// Cost of the default: each step reads its row of `drive` with a slice, and Burn 0.21's
-    /// autodiff gives every slice of a tracked tensor a full-size `[batch, time, ·]` gradient
-    /// in the backward pass, so when `drive` carries gradients (a learned `U`) the backward
-    /// pass does `time²` work. Fine for the lengths of ordinary training; for thousands of
-    /// steps, override `scan` with one fused operation as [`ElmanCell`](crate::ElmanCell)
-    /// does, or compute the input projection inside `step` from an untracked `drive`.
-    fn scan(&self, drive: Tensor<B, 3>, h0: Tensor<B, 2>, plan: &StepPlan<B>) -> Unrolled<B> {
-        scan(h0, plan, |t, h| self.step(h, drive_at(&drive, t)))
+    /// A cell with several state parts implements [`step_state`](Recurrence::step_state)
+    /// instead; this default is only reached by a cell that implements neither.
+    fn step(&self, h: Tensor<B, 2>, drive: Tensor<B, 2>) -> Tensor<B, 2> {
+        let _ = (h, drive);
+        panic!(
+            "{} implements neither `Recurrence::step` nor `Recurrence::step_state`",
+            std::any::type_name::<Self>()
+        )
+    }
+
+    /// The step on the whole state (every part of [`state_widths`](Recurrence::state_widths)).
+    /// The default runs [`step`](Recurrence::step) on the one part.
+    fn step_state(&self, state: State<B>, drive: Tensor<B, 2>) -> State<B> {
+        State::new(self.step(state.into_output(), drive))
+    }
+
+    /// All steps of the sequence from `initial`: every `h(t)` and the state at each
+    /// sequence's end. The default loops [`step_state`](Recurrence::step_state) through
+    /// [`scan`], checking at the first step that the cell returns the widths it declares; a
+    /// cell with a fused kernel overrides this, and nothing else changes.
+    ///
+    /// The rows of `drive` are split off once (one fused operation): where the
+    /// backend has kernels, their backward pass stacks the rows' gradients once, so BPTT costs
+    /// time linear in the number of steps even when `drive` carries gradients (a learned input
+    /// projection hoisted into [`drive`](Recurrence::drive), the fast choice).
+    fn scan(
+        &self,
+        drive: Tensor<B, 3>,
+        initial: State<B>,
+        plan: &StepPlan<B>,
+    ) -> Result<Unrolled<B>> {
+        let widths = self.state_widths();
+        let batch = initial.batch_size();
+        let rows = crate::ops::steps::split_steps(drive);
+        let mut first = true;
+        let mut problem = None;
+        let out = scan(initial, plan, |t, state| {
+            if problem.is_some() {
+                return state; // the loop runs out doing nothing; the error is returned below
+            }
+            let next = self.step_state(state.clone(), rows[t].clone());
+            if std::mem::take(&mut first) {
+                if let Err(e) = next.check("the cell's step output", batch, &widths) {
+                    problem = Some(Error::CellOutput {
+                        cell: std::any::type_name::<Self>().to_string(),
+                        problem: e.to_string(),
+                        declared: widths.clone(),
+                    });
+                    return state;
+                }
+            }
+            next
+        });
+        match problem {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 }
 
@@ -169,24 +360,46 @@ pub trait Dynamics<B: Backend> {
 /// The states an unroll produced.
 #[derive(Debug, Clone)]
 pub struct Unrolled<B: Backend> {
-    /// Every state, `[batch, time, state_size]`; index `t` holds `h(t)`. Past a sequence's
-    /// end its state is held unchanged (so a reversed read holds the initial state there).
+    /// Every output state, `[batch, time, state_size]`; index `t` holds `h(t)`. Past a
+    /// sequence's end its state is held unchanged (so a reversed read holds the initial state
+    /// there).
     pub states: Tensor<B, 3>,
-    /// The final state of each sequence, `[batch, state_size]`: `h` at its own last valid step
-    /// (at its first step when read in reverse).
+    /// The final `h` of each sequence, `[batch, state_size]`: at its own last valid step (at
+    /// its first step when read in reverse). The same as `final_state.output()`.
     pub last: Tensor<B, 2>,
+    /// The whole final state of each sequence (every part), at the same step as `last`.
+    pub final_state: State<B>,
 }
 
-/// How to unroll: initial state, per-sequence lengths, direction. The default is a zero
-/// initial state, every sequence full length, read forward.
+impl<B: Backend> Unrolled<B> {
+    fn from_final(states: Tensor<B, 3>, final_state: State<B>) -> Self {
+        Self {
+            states,
+            last: final_state.output().clone(),
+            final_state,
+        }
+    }
+}
+
+/// How to unroll or run a model: initial state, per-sequence lengths, direction, and (for the
+/// models whose recurrence goes through their output) what is fed back. The default is a
+/// zero initial state, every sequence full length, read forward, teacher-forced.
 #[derive(Debug, Clone)]
 pub struct UnrollOptions<B: Backend> {
-    /// `h(0)`, `[batch, state_size]`; zeros when `None`.
-    pub initial_state: Option<Tensor<B, 2>>,
+    /// `h(0)`, every part `[batch, width]`; zeros when `None`. For a stack of layers, one
+    /// part per layer and direction, bottom first (see the model's docs).
+    pub initial_state: Option<State<B>>,
     /// Valid length of each sequence, `1..=time`; all full length when `None`.
     pub lengths: Option<Vec<usize>>,
     /// Read each sequence from its own last valid step back to its first.
     pub reverse: bool,
+    /// What a model that feeds its outputs back receives as `r(t-1)`
+    /// ([`JordanRnn`](crate::feedback::JordanRnn)); other models accept only the default,
+    /// [`Forcing::TeacherForced`], and ignore it.
+    pub forcing: Forcing,
+    /// The true outputs `y(t)` `[batch, time]`, fed back by teacher forcing and scheduled
+    /// sampling; read only by models that feed their outputs back.
+    pub teacher: Option<Tensor<B, 2, Int>>,
 }
 
 impl<B: Backend> Default for UnrollOptions<B> {
@@ -195,6 +408,8 @@ impl<B: Backend> Default for UnrollOptions<B> {
             initial_state: None,
             lengths: None,
             reverse: false,
+            forcing: Forcing::TeacherForced,
+            teacher: None,
         }
     }
 }
@@ -205,9 +420,10 @@ impl<B: Backend> UnrollOptions<B> {
         Self::default()
     }
 
-    /// Starts from `h0` `[batch, state_size]` instead of zeros.
-    pub fn with_initial_state(mut self, h0: Tensor<B, 2>) -> Self {
-        self.initial_state = Some(h0);
+    /// Starts from `h0` (a `[batch, state_size]` tensor, or a [`State`] of several parts)
+    /// instead of zeros.
+    pub fn with_initial_state(mut self, h0: impl Into<State<B>>) -> Self {
+        self.initial_state = Some(h0.into());
         self
     }
 
@@ -223,32 +439,67 @@ impl<B: Backend> UnrollOptions<B> {
         self
     }
 
-    /// Validated initial state: the given one, or zeros.
-    fn initial_state_for(
+    /// Teacher forcing: the true previous output `y(t-1)` is fed back (`targets` `[batch,
+    /// time]`).
+    pub fn teacher_forced(mut self, targets: Tensor<B, 2, Int>) -> Self {
+        self.forcing = Forcing::TeacherForced;
+        self.teacher = Some(targets);
+        self
+    }
+
+    /// Feeds back as `forcing` says; `teacher` holds the true outputs where it feeds them.
+    pub fn with_forcing(mut self, forcing: Forcing) -> Self {
+        self.forcing = forcing;
+        self
+    }
+
+    /// The true outputs `y(t)` `[batch, time]` to feed back where the forcing asks for them.
+    pub fn with_teacher(mut self, targets: Tensor<B, 2, Int>) -> Self {
+        self.teacher = Some(targets);
+        self
+    }
+
+    /// An error unless the forcing is the default: for models whose recurrence does not go
+    /// through their output, there is nothing to force.
+    pub(crate) fn refuse_forcing(&self, model: &str) -> Result<()> {
+        if self.forcing == Forcing::TeacherForced {
+            return Ok(());
+        }
+        Err(Error::config(
+            "forcing",
+            format!("{:?}", self.forcing),
+            format!(
+                "{model} feeds back its hidden state, not its output: there is no output to \
+                 force (forcing applies to JordanRnn and ElmanJordanRnn)"
+            ),
+        ))
+    }
+
+    /// The validated initial state for `batch` sequences of a cell with part `widths`: the
+    /// given one, or zeros.
+    pub(crate) fn initial_state_for(
         &self,
         batch: usize,
-        state_size: usize,
+        widths: &[usize],
         device: &B::Device,
-    ) -> Result<Tensor<B, 2>> {
-        match &self.initial_state {
-            None => Ok(Tensor::zeros([batch, state_size], device)),
-            Some(h0) => {
-                if h0.dims() != [batch, state_size] {
-                    return Err(Error::shape(
-                        "initial_state",
-                        format!("[{batch}, {state_size}]"),
-                        &h0.dims(),
-                    ));
-                }
-                // A NaN state would poison every later step as surely as a NaN input.
-                if !h0.clone().is_finite().all().into_scalar().elem::<bool>() {
-                    return Err(Error::NonFinite {
-                        arg: "initial_state",
-                    });
-                }
-                Ok(h0.clone())
-            }
+    ) -> Result<State<B>> {
+        let Some(h0) = &self.initial_state else {
+            return Ok(State::zeros(batch, widths, device));
+        };
+        h0.check("initial_state", batch, widths)?;
+        // A NaN state would poison every later step as surely as a NaN input.
+        if !h0.parts().iter().all(is_finite) {
+            return Err(Error::NonFinite {
+                arg: "initial_state",
+            });
         }
+        Ok(h0.clone())
+    }
+
+    /// The plan of steps for `batch` sequences of `time` steps, with these lengths and
+    /// direction (lengths checked).
+    pub(crate) fn plan(&self, batch: usize, time: usize, device: &B::Device) -> Result<StepPlan<B>> {
+        StepPlan::new(batch, time, self.lengths.as_deref(), self.reverse, device)
     }
 }
 
@@ -315,7 +566,7 @@ impl<B: Backend> StepPlan<B> {
     }
 
     /// A plan for already validated `steps`.
-    pub fn from_steps(steps: Steps, device: &B::Device) -> Self {
+    pub(crate) fn from_steps(steps: Steps, device: &B::Device) -> Self {
         let full_until = steps
             .lengths
             .as_ref()
@@ -333,7 +584,7 @@ impl<B: Backend> StepPlan<B> {
     }
 
     /// The host-side description.
-    pub fn steps(&self) -> &Steps {
+    pub(crate) fn steps(&self) -> &Steps {
         &self.steps
     }
 
@@ -342,9 +593,28 @@ impl<B: Backend> StepPlan<B> {
         self.steps.time
     }
 
+    /// Whether the sequences are read backwards.
+    pub fn is_reversed(&self) -> bool {
+        self.steps.reverse
+    }
+
+    /// Valid length of each sequence; `None` when all are full length.
+    pub fn lengths(&self) -> Option<&[usize]> {
+        self.steps.lengths.as_deref()
+    }
+
     /// Time indices in the order they are visited.
     pub fn order(&self) -> Vec<usize> {
         self.steps.order()
+    }
+
+    /// The step visited last: where every row's final state is (held rows keep theirs).
+    pub fn last_step(&self) -> usize {
+        if self.steps.reverse {
+            0
+        } else {
+            self.steps.time - 1
+        }
     }
 
     /// `[batch, 1]` mask of the rows that are past their end at step `t`, or `None` when every
@@ -407,37 +677,32 @@ pub fn drive_at<B: Backend>(drive: &Tensor<B, 3>, t: usize) -> Tensor<B, 2> {
 
 /// The loop every unroll goes through.
 ///
-/// Visits the steps in `plan` order, computing `h ← step(t, h)`; a row past its sequence's
-/// end keeps its state (`h(t) = h(t-1)`), so it gets neither a new state nor a gradient.
+/// Visits the steps in `plan` order, computing `state ← step(t, state)`; a row past its
+/// sequence's end keeps its state (`h(t) = h(t-1)`), so it gets neither a new state nor a
+/// gradient. Returns every `h(t)` (part 0 of the state) and the final state.
 pub fn scan<B: Backend>(
-    h0: Tensor<B, 2>,
+    initial: State<B>,
     plan: &StepPlan<B>,
-    mut step: impl FnMut(usize, Tensor<B, 2>) -> Tensor<B, 2>,
+    mut step: impl FnMut(usize, State<B>) -> State<B>,
 ) -> Unrolled<B> {
-    let mut h = h0;
-    let mut states: Vec<Option<Tensor<B, 2>>> = vec![None; plan.time()];
+    let mut state = initial;
+    let mut outputs: Vec<Option<Tensor<B, 2>>> = vec![None; plan.time()];
     for t in plan.order() {
-        let next = step(t, h.clone());
-        h = match plan.finished_at(t) {
-            Some(finished) => next.mask_where(finished.expand(h.dims()), h),
-            None => next,
-        };
-        states[t] = Some(h.clone());
+        state = step(t, state.clone()).hold(&state, plan.finished_at(t));
+        outputs[t] = Some(state.output().clone());
     }
-    let states = states
+    let outputs = outputs
         .into_iter()
-        .map(|s| s.expect("every step visited"))
+        .map(|h| h.expect("every step visited"))
         .collect();
-    Unrolled {
-        states: Tensor::stack(states, 1),
-        last: h,
-    }
+    Unrolled::from_final(Tensor::stack(outputs, 1), state)
 }
 
 /// Unrolls `cell` over `input`: `h(t) = f(h(t-1), x(t))` for every step, same parameters.
 ///
 /// Checks the input (non-empty, right width, ids in range, finite), the lengths and the
-/// initial state first, and returns an [`Error`] naming the problem.
+/// initial state first, and returns an [`Error`] naming the problem. `options.forcing` and
+/// `options.teacher` are for models that feed their outputs back; a cell ignores them.
 pub fn unroll<B: Backend, C: Recurrence<B> + ?Sized>(
     cell: &C,
     input: impl Into<SequenceInput<B>>,
@@ -447,15 +712,9 @@ pub fn unroll<B: Backend, C: Recurrence<B> + ?Sized>(
     input.validate("input", cell.input_size())?;
     let [batch, time] = input.batch_and_time();
     let device = input.device();
-    let plan = StepPlan::new(
-        batch,
-        time,
-        options.lengths.as_deref(),
-        options.reverse,
-        &device,
-    )?;
-    let h0 = options.initial_state_for(batch, cell.state_size(), &device)?;
-    Ok(cell.scan(cell.drive(input), h0, &plan))
+    let plan = options.plan(batch, time, &device)?;
+    let h0 = options.initial_state_for(batch, &cell.state_widths(), &device)?;
+    cell.scan(cell.drive(input), h0, &plan)
 }
 
 /// Unrolls a state-only system for `steps` steps from `h0` `[batch, state_size]`.
@@ -488,14 +747,10 @@ pub fn unroll_dynamics<B: Backend, S: Dynamics<B> + ?Sized>(
             what: "zero steps to unroll".into(),
         });
     }
-    let plan = StepPlan::new(
-        batch,
-        steps,
-        options.lengths.as_deref(),
-        options.reverse,
-        &h0.device(),
-    )?;
-    Ok(scan(h0, &plan, |_, h| system.step(h)))
+    let plan = options.plan(batch, steps, &h0.device())?;
+    Ok(scan(State::new(h0), &plan, |_, h| {
+        State::new(system.step(h.into_output()))
+    }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Sampling tokens from a model's output distribution, and free-running generation.
 //!
-//! Every model that feeds its outputs back implements [`Autoregressive`] (read a prompt into a
+//! Every model that feeds its outputs back implements [`Autoregressive`](crate::Autoregressive) (read a prompt into a
 //! state; the next token's logits from a state; feed a chosen token back to get the next
 //! state), and one [`generate`] function runs any of them: it warms the state on each prompt,
 //! then runs free for [`GenerateConfig::steps`] steps, choosing each token by [`Sampling`]
@@ -12,17 +12,16 @@
 //!                       h ← feed(h, ŷ)
 //! ```
 //!
-//! Implemented by the hidden-to-hidden [`ElmanRnn`] (here) and by the output-to-hidden
-//! [`JordanRnn`](crate::jordan::JordanRnn) and [`ElmanJordanRnn`](crate::jordan::ElmanJordanRnn).
+//! Implemented by the hidden-to-hidden [`ElmanRnn`](crate::ElmanRnn) and by the output-to-hidden
+//! [`JordanRnn`](crate::JordanRnn) and [`ElmanJordanRnn`](crate::ElmanJordanRnn).
 
 use burn::config::Config;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::elman::ElmanRnn;
 use crate::error::{Error, Result};
-use crate::recurrence::{drive_at, unroll, Recurrence, SequenceInput, UnrollOptions};
+use crate::model::Autoregressive;
 
 /// Draws one class from `softmax(logits / temperature)`.
 ///
@@ -142,51 +141,6 @@ fn argmax(values: &[f32]) -> usize {
         .0
 }
 
-/// A model that generates by feeding each chosen token back.
-///
-/// The state is one `[batch, state_size]` tensor (a model with several state parts
-/// concatenates them, as [`Recurrence`] does). [`generate`] drives any implementation.
-pub trait Autoregressive<B: Backend> {
-    /// Number of token ids the model outputs (and accepts back): `0..vocab_size`.
-    fn vocab_size(&self) -> usize;
-
-    /// Reads the prompts `[batch, len]` (row `b` valid for its first `lengths[b]` tokens) and
-    /// returns the state after each row's last prompt token. Checks the ids and lengths.
-    fn warm(&self, prompts: Tensor<B, 2, Int>, lengths: &[usize]) -> Result<Tensor<B, 2>>;
-
-    /// The logits `o` of the next token, `[batch, vocab_size]`.
-    fn next_logits(&self, state: &Tensor<B, 2>) -> Tensor<B, 2>;
-
-    /// Feeds the chosen tokens `[batch]` back: the state after them.
-    fn feed(&self, state: Tensor<B, 2>, tokens: Tensor<B, 1, Int>) -> Tensor<B, 2>;
-}
-
-/// The hidden-to-hidden language model: the state is `h(t)`, the fed-back token is the next
-/// input `x(t+1)`.
-impl<B: Backend> Autoregressive<B> for ElmanRnn<B> {
-    fn vocab_size(&self) -> usize {
-        self.output_size()
-    }
-
-    fn warm(&self, prompts: Tensor<B, 2, Int>, lengths: &[usize]) -> Result<Tensor<B, 2>> {
-        check_feeds_back("ElmanRnn", self.input_size(), self.output_size())?;
-        let options = UnrollOptions::new().with_lengths(lengths);
-        Ok(unroll(&self.cell, prompts, &options)?.last)
-    }
-
-    fn next_logits(&self, state: &Tensor<B, 2>) -> Tensor<B, 2> {
-        self.readout.forward(state.clone())
-    }
-
-    /// `h(t+1) = tanh(b + W h(t) + U ŷ(t))`.
-    fn feed(&self, state: Tensor<B, 2>, tokens: Tensor<B, 1, Int>) -> Tensor<B, 2> {
-        let drive = self
-            .cell
-            .drive(SequenceInput::Tokens(tokens.unsqueeze_dim(1)));
-        self.cell.step(state, drive_at(&drive, 0))
-    }
-}
-
 /// A model generates by feeding outputs back as inputs only when both have the same width.
 pub(crate) fn check_feeds_back(model: &str, input_size: usize, output_size: usize) -> Result<()> {
     if input_size == output_size {
@@ -237,7 +191,7 @@ pub fn generate<B: Backend, M: Autoregressive<B> + ?Sized>(
             "must be at least 1 token to generate",
         ));
     }
-    let (ids, lengths) = pad_prompts::<B>(prompts, model.vocab_size(), device)?;
+    let (ids, lengths) = pad_prompts::<B>(prompts, model.output_size(), device)?;
     let batch = lengths.len();
     let mut rngs: Vec<StdRng> = (0..batch)
         .map(|stream| StdRng::seed_from_u64(config.seed.wrapping_add(stream as u64)))
@@ -310,6 +264,9 @@ fn pad_prompts<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elman::ElmanRnn;
+    use crate::model::SequenceModel;
+    use crate::recurrence::UnrollOptions;
     use crate::elman::ElmanRnnConfig;
     use burn::module::Initializer;
 

@@ -53,14 +53,18 @@ use burn::train::{
 };
 
 use crate::classifier::{try_classification_nll, try_mean_squared_error, SequenceClassifier};
-use crate::elman::{ElmanCell, ElmanRnn};
+use crate::elman::ElmanCell;
+use crate::rnn::StackedRnn;
 use crate::error::Result;
-use crate::jordan::{ElmanJordanRnn, Forcing, JordanRnn};
+use crate::feedback::OutputFeedbackRnn;
 use crate::loss::{try_sequence_nll, Reduction};
+use crate::model::SequenceModel;
 use crate::recurrence::{Recurrence, SequenceInput, UnrollOptions};
 
 #[cfg(doc)]
-use crate::{classifier::classification_nll, classifier::mean_squared_error, loss::sequence_nll};
+use crate::{
+    classifier::classification_nll, classifier::mean_squared_error, loss::sequence_nll, ElmanRnn,
+};
 
 /// A batch for the sequence models: inputs, next-step targets and optional lengths.
 #[derive(Debug, Clone)]
@@ -99,79 +103,51 @@ fn unwrap_or_panic<T>(result: Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The loss every sequence model reports: masked NLL in nats per valid token.
-fn sequence_output<B: Backend>(
-    logits: Tensor<B, 3>,
-    targets: Tensor<B, 2, Int>,
-    lengths: Option<&[usize]>,
+impl<B: Backend> SequenceBatch<B> {
+    /// The options of this batch: its lengths, and its targets as the teacher of a model that
+    /// feeds its outputs back (teacher forcing).
+    fn options(&self) -> UnrollOptions<B> {
+        let options = UnrollOptions::new().teacher_forced(self.targets.clone());
+        match &self.lengths {
+            Some(lengths) => options.with_lengths(lengths.clone()),
+            None => options,
+        }
+    }
+
+    fn options_without_teacher(lengths: &Option<Vec<usize>>) -> UnrollOptions<B> {
+        match lengths {
+            Some(lengths) => UnrollOptions::new().with_lengths(lengths.clone()),
+            None => UnrollOptions::new(),
+        }
+    }
+}
+
+/// The forward pass and loss of any [`SequenceModel`] on one [`SequenceBatch`], as
+/// burn-train's [`SequenceOutput`]: the masked NLL in nats per valid token, from a zero
+/// `h(0)`, teacher-forced for a model that feeds its outputs back. Steps after a sequence's
+/// length cannot reach the earlier ones (every model reads forward here), so the lengths only
+/// mask the loss and hold the state.
+pub fn try_forward_sequence<B: Backend, M: SequenceModel<B>>(
+    model: &M,
+    batch: SequenceBatch<B>,
 ) -> Result<SequenceOutput<B>> {
+    let options = batch.options();
+    let out = model.try_forward(batch.inputs, &options)?;
     let loss = try_sequence_nll(
-        logits.clone(),
-        targets.clone(),
-        lengths,
+        out.logits.clone(),
+        batch.targets.clone(),
+        batch.lengths.as_deref(),
         Reduction::MeanPerToken,
     )?;
-    Ok(SequenceOutput::new(loss, logits, None, targets))
+    Ok(SequenceOutput::new(loss, out.logits, None, batch.targets))
 }
 
-impl<B: Backend> ElmanRnn<B> {
-    /// The forward pass and loss of one [`SequenceBatch`], as burn-train's [`SequenceOutput`]
-    /// (loss: [`sequence_nll`] per valid token, from a zero `h(0)`).
-    pub fn try_forward_sequence(&self, batch: SequenceBatch<B>) -> Result<SequenceOutput<B>> {
-        let mut options = UnrollOptions::new();
-        if let Some(lengths) = &batch.lengths {
-            options = options.with_lengths(lengths.clone());
-        }
-        let out = self.try_forward(batch.inputs, &options)?;
-        sequence_output(out.logits, batch.targets, batch.lengths.as_deref())
-    }
-
-    /// [`try_forward_sequence`](Self::try_forward_sequence), panicking with its error message.
-    pub fn forward_sequence(&self, batch: SequenceBatch<B>) -> SequenceOutput<B> {
-        unwrap_or_panic(self.try_forward_sequence(batch))
-    }
-}
-
-impl<B: Backend> JordanRnn<B> {
-    /// The teacher-forced forward pass and loss of one [`SequenceBatch`] (`r(t-1) = y(t-1)`),
-    /// as burn-train's [`SequenceOutput`]. Steps after a sequence's length cannot reach the
-    /// earlier ones (the model reads forward), so the lengths only mask the loss.
-    pub fn try_forward_sequence(&self, batch: SequenceBatch<B>) -> Result<SequenceOutput<B>> {
-        let out = self.try_forward(
-            batch.inputs,
-            Some(batch.targets.clone()),
-            &Forcing::TeacherForced,
-        )?;
-        sequence_output(out.logits, batch.targets, batch.lengths.as_deref())
-    }
-
-    /// [`try_forward_sequence`](Self::try_forward_sequence), panicking with its error message.
-    pub fn forward_sequence(&self, batch: SequenceBatch<B>) -> SequenceOutput<B> {
-        unwrap_or_panic(self.try_forward_sequence(batch))
-    }
-}
-
-impl<B: Backend> ElmanJordanRnn<B> {
-    /// The teacher-forced forward pass and loss of one [`SequenceBatch`], as burn-train's
-    /// [`SequenceOutput`] (from a zero `h(0)`, reading each sequence up to its length).
-    pub fn try_forward_sequence(&self, batch: SequenceBatch<B>) -> Result<SequenceOutput<B>> {
-        let mut options = UnrollOptions::new();
-        if let Some(lengths) = &batch.lengths {
-            options = options.with_lengths(lengths.clone());
-        }
-        let out = self.try_forward(
-            batch.inputs,
-            Some(batch.targets.clone()),
-            &Forcing::TeacherForced,
-            &options,
-        )?;
-        sequence_output(out.logits, batch.targets, batch.lengths.as_deref())
-    }
-
-    /// [`try_forward_sequence`](Self::try_forward_sequence), panicking with its error message.
-    pub fn forward_sequence(&self, batch: SequenceBatch<B>) -> SequenceOutput<B> {
-        unwrap_or_panic(self.try_forward_sequence(batch))
-    }
+/// [`try_forward_sequence`], panicking with its error message.
+pub fn forward_sequence<B: Backend, M: SequenceModel<B>>(
+    model: &M,
+    batch: SequenceBatch<B>,
+) -> SequenceOutput<B> {
+    unwrap_or_panic(try_forward_sequence(model, batch))
 }
 
 impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceClassifier<B, C> {
@@ -181,7 +157,8 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceClassifier<B, C> {
         &self,
         batch: ClassificationBatch<B>,
     ) -> Result<ClassificationOutput<B>> {
-        let logits = self.try_forward(batch.inputs, batch.lengths.as_deref())?;
+        let options = SequenceBatch::options_without_teacher(&batch.lengths);
+        let logits = self.try_forward(batch.inputs, &options)?;
         let loss = try_classification_nll(logits.clone(), batch.targets.clone())?;
         Ok(ClassificationOutput::new(loss, logits, batch.targets))
     }
@@ -219,9 +196,8 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceRegressor<B, C> {
     /// The forward pass and loss ([`mean_squared_error`]) of one [`RegressionBatch`], as
     /// burn-train's [`RegressionOutput`] (predictions `[batch, output_size]`).
     pub fn try_forward_regression(&self, batch: RegressionBatch<B>) -> Result<RegressionOutput<B>> {
-        let predictions = self
-            .model
-            .try_forward(batch.inputs, batch.lengths.as_deref())?;
+        let options = SequenceBatch::options_without_teacher(&batch.lengths);
+        let predictions = self.model.try_forward(batch.inputs, &options)?;
         let loss = try_mean_squared_error(predictions.clone(), batch.targets.clone())?;
         Ok(RegressionOutput::new(loss, predictions, batch.targets))
     }
@@ -234,38 +210,57 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> SequenceRegressor<B, C> {
 }
 
 /// `TrainStep` (forward, loss, BPTT through Burn's autodiff) and `InferenceStep` (forward and
-/// loss) of a model whose batch-to-output method is `$forward`.
-macro_rules! steps {
-    ($model:ident, $batch:ident, $output:ident, $forward:ident) => {
+/// loss) of a [`SequenceModel`], through [`forward_sequence`]. (One impl per model type: Rust
+/// allows no blanket impl of burn-train's traits.)
+macro_rules! sequence_steps {
+    ($($model:ident),+) => {$(
         impl<B: AutodiffBackend> TrainStep for $model<B> {
-            type Input = $batch<B>;
-            type Output = $output<B>;
+            type Input = SequenceBatch<B>;
+            type Output = SequenceOutput<B>;
 
-            fn step(&self, batch: $batch<B>) -> TrainOutput<$output<B>> {
-                let item = self.$forward(batch);
+            fn step(&self, batch: SequenceBatch<B>) -> TrainOutput<SequenceOutput<B>> {
+                let item = forward_sequence(self, batch);
                 TrainOutput::new(self, item.loss.backward(), item)
             }
         }
 
         impl<B: Backend> InferenceStep for $model<B> {
-            type Input = $batch<B>;
-            type Output = $output<B>;
+            type Input = SequenceBatch<B>;
+            type Output = SequenceOutput<B>;
 
-            fn step(&self, batch: $batch<B>) -> $output<B> {
-                self.$forward(batch)
+            fn step(&self, batch: SequenceBatch<B>) -> SequenceOutput<B> {
+                forward_sequence(self, batch)
             }
         }
-    };
+    )+};
 }
 
-steps!(ElmanRnn, SequenceBatch, SequenceOutput, forward_sequence);
-steps!(JordanRnn, SequenceBatch, SequenceOutput, forward_sequence);
-steps!(
-    ElmanJordanRnn,
-    SequenceBatch,
-    SequenceOutput,
-    forward_sequence
-);
+sequence_steps!(OutputFeedbackRnn);
+
+// The per-step stacked model is generic over the cell: any `Recurrence` trains.
+impl<B, C> TrainStep for StackedRnn<B, C>
+where
+    B: AutodiffBackend,
+    C: Recurrence<B> + Module<B>,
+    Self: AutodiffModule<B>,
+{
+    type Input = SequenceBatch<B>;
+    type Output = SequenceOutput<B>;
+
+    fn step(&self, batch: SequenceBatch<B>) -> TrainOutput<SequenceOutput<B>> {
+        let item = forward_sequence(self, batch);
+        TrainOutput::new(self, item.loss.backward(), item)
+    }
+}
+
+impl<B: Backend, C: Recurrence<B> + Module<B>> InferenceStep for StackedRnn<B, C> {
+    type Input = SequenceBatch<B>;
+    type Output = SequenceOutput<B>;
+
+    fn step(&self, batch: SequenceBatch<B>) -> SequenceOutput<B> {
+        forward_sequence(self, batch)
+    }
+}
 
 // The classifier and the regressor are generic over the cell: any `Recurrence` trains.
 impl<B, C> TrainStep for SequenceClassifier<B, C>
@@ -319,9 +314,10 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> InferenceStep for SequenceRegress
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classifier::{classification_nll, SequenceClassifierConfig};
+    use crate::classifier::classification_nll;
     use crate::elman::ElmanRnnConfig;
-    use crate::jordan::JordanRnnConfig;
+    use crate::classifier::SequenceEncoderConfig;
+    use crate::feedback::JordanRnnConfig;
     use crate::loss::sequence_nll;
     use burn::backend::{Autodiff, NdArray};
     use burn::optim::GradientsParams;
@@ -365,8 +361,8 @@ mod tests {
         close(out.item.loss.clone(), loss.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (got, want) = (
-            out.grads.get::<NdArray, 2>(model.cell.w.id).unwrap(),
-            grads.get::<NdArray, 2>(model.cell.w.id).unwrap(),
+            out.grads.get::<NdArray, 2>(model.cell().w.id).unwrap(),
+            grads.get::<NdArray, 2>(model.cell().w.id).unwrap(),
         );
         got.into_data()
             .assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(1e-6));
@@ -380,8 +376,7 @@ mod tests {
         let out = InferenceStep::step(&model, batch(Some(lengths.clone())));
         let forced = model.forward(
             ids(&[[0, 1, 2, 3], [3, 2, 0, 0]]),
-            Some(batch(None).targets),
-            &Forcing::TeacherForced,
+            &UnrollOptions::new().teacher_forced(batch(None).targets),
         );
         let loss = sequence_nll(
             forced.logits,
@@ -395,7 +390,7 @@ mod tests {
     #[test]
     fn classifier_step_is_the_classification_nll_and_bad_labels_are_errors() {
         let device = Default::default();
-        let model = SequenceClassifierConfig::new(4, 5, 3).init::<B>(&device);
+        let model = SequenceEncoderConfig::new(4, 5).classifier(3).init::<B>(&device);
         let labels = |l: [i64; 2]| Tensor::<B, 1, Int>::from_data(TensorData::from(l), &device);
         let batch = |targets| ClassificationBatch {
             inputs: ids(&[[0, 1, 2, 3], [3, 2, 0, 0]]).into(),
@@ -403,7 +398,8 @@ mod tests {
             lengths: Some(vec![4, 2]),
         };
         let out = model.forward_classification(batch(labels([2, 0])));
-        let logits = model.forward(ids(&[[0, 1, 2, 3], [3, 2, 0, 0]]), Some(&[4, 2]));
+        let options = UnrollOptions::new().with_lengths([4, 2]);
+        let logits = model.forward(ids(&[[0, 1, 2, 3], [3, 2, 0, 0]]), &options);
         close(out.loss, classification_nll(logits, labels([2, 0])));
         let Err(err) = model.try_forward_classification(batch(labels([3, 0]))) else {
             panic!("class 3 of 3 must be refused");
