@@ -1,9 +1,9 @@
 //! Batches of token windows for next-character prediction.
 
+use crate::error::Result;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use unfold_nn::{Error, Result};
 
 /// A batch of token windows and their next-character targets.
 ///
@@ -54,25 +54,29 @@ fn windows(ids: &[usize], starts: &[usize], seq_len: usize) -> (Vec<i64>, Vec<i6
 }
 
 /// Checks that `num_tokens` tokens can fill windows of `batch_size` x `seq_len`.
-fn check_windows(num_tokens: usize, batch_size: usize, seq_len: usize) -> Result<()> {
+fn check_windows(num_tokens: usize, batch_size: usize, seq_len: usize) -> unfold_nn::Result<()> {
     if batch_size == 0 {
-        return Err(Error::config(
+        return Err(unfold_nn::Error::config(
             "batch_size",
             batch_size,
             "must be at least 1",
         ));
     }
     if seq_len == 0 {
-        return Err(Error::config("seq_len", seq_len, "must be at least 1"));
+        return Err(unfold_nn::Error::config(
+            "seq_len",
+            seq_len,
+            "must be at least 1",
+        ));
     }
     if num_tokens == 0 {
-        return Err(Error::Empty {
+        return Err(unfold_nn::Error::Empty {
             arg: "ids",
             what: "there are no tokens to batch".to_string(),
         });
     }
     if seq_len >= num_tokens {
-        return Err(Error::config(
+        return Err(unfold_nn::Error::config(
             "seq_len",
             seq_len,
             format!(
@@ -106,9 +110,9 @@ impl WindowSampler {
     ///
     /// # Errors
     ///
-    /// - [`Error::Config`] if `batch_size` or `seq_len` is 0, or if `ids` has fewer than
-    ///   `seq_len + 1` tokens.
-    /// - [`Error::Empty`] if `ids` is empty.
+    /// - [`unfold_nn::Error::Config`] (in [`Error::Nn`](crate::Error::Nn)) if `batch_size` or
+    ///   `seq_len` is 0, or if `ids` has fewer than `seq_len + 1` tokens.
+    /// - [`unfold_nn::Error::Empty`] (in [`Error::Nn`](crate::Error::Nn)) if `ids` is empty.
     pub fn new(ids: Vec<usize>, batch_size: usize, seq_len: usize, seed: u64) -> Result<Self> {
         check_windows(ids.len(), batch_size, seq_len)?;
         Ok(Self {
@@ -175,8 +179,9 @@ impl WindowSampler {
 ///
 /// # Errors
 ///
-/// The same as [`WindowSampler::new`]: [`Error::Config`] if `batch_size` or `seq_len` is 0
-/// or `ids` has fewer than `seq_len + 1` tokens, [`Error::Empty`] if `ids` is empty.
+/// The same as [`WindowSampler::new`]: [`unfold_nn::Error::Config`] if `batch_size` or
+/// `seq_len` is 0 or `ids` has fewer than `seq_len + 1` tokens, [`unfold_nn::Error::Empty`] if
+/// `ids` is empty (both in [`Error::Nn`](crate::Error::Nn)).
 pub fn sequential_batches<B: Backend>(
     ids: &[usize],
     batch_size: usize,
@@ -195,7 +200,7 @@ pub fn sequential_batches<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Corpus;
+    use crate::{Corpus, Error};
 
     type TestBackend = burn::backend::NdArray;
 
@@ -280,7 +285,7 @@ mod tests {
     fn seq_len_longer_than_the_data_is_a_config_error() {
         let ids = vec![0, 1, 2, 3, 4];
         match WindowSampler::new(ids.clone(), 2, 5, 0) {
-            Err(Error::Config { field, reason, .. }) => {
+            Err(Error::Nn(unfold_nn::Error::Config { field, reason, .. })) => {
                 assert_eq!(field, "seq_len");
                 assert!(reason.contains("needs at least 6 tokens"), "{reason}");
                 assert!(reason.contains("has 5"), "{reason}");
@@ -291,10 +296,10 @@ mod tests {
         assert!(WindowSampler::new(ids.clone(), 2, 4, 0).is_ok());
         assert!(matches!(
             sequential_batches::<TestBackend>(&ids, 2, 5, &Default::default()),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "seq_len",
                 ..
-            })
+            }))
         ));
     }
 
@@ -304,35 +309,35 @@ mod tests {
         let device = Default::default();
         assert!(matches!(
             WindowSampler::new(ids.clone(), 0, 2, 0),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "batch_size",
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             WindowSampler::new(ids.clone(), 2, 0, 0),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "seq_len",
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             WindowSampler::new(Vec::new(), 2, 2, 0),
-            Err(Error::Empty { arg: "ids", .. })
+            Err(Error::Nn(unfold_nn::Error::Empty { arg: "ids", .. }))
         ));
         assert!(matches!(
             sequential_batches::<TestBackend>(&ids, 0, 2, &device),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "batch_size",
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             sequential_batches::<TestBackend>(&ids, 2, 0, &device),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "seq_len",
                 ..
-            })
+            }))
         ));
     }
 

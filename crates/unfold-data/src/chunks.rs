@@ -33,7 +33,7 @@
 //! use burn::tensor::Tensor;
 //! use unfold_data::chunks::{ChunkedCorpus, StatefulBatch};
 //! use unfold_data::Corpus;
-//! use unfold_nn::{sequence_nll, ElmanRnnConfig, Reduction, UnrollOptions};
+//! use unfold_nn::{sequence_nll, ElmanRnnConfig, Reduction, SequenceModel, UnrollOptions};
 //!
 //! type B = Autodiff<NdArray>;
 //! let corpus = Corpus::from_text("toy", &"to be or not to be, that is the question. ".repeat(20))?;
@@ -52,12 +52,12 @@
 //!     let loss = sequence_nll(out.logits, batch.targets, None, Reduction::MeanPerToken);
 //!     let _grads = loss.backward();
 //! }
-//! # Ok::<(), unfold_nn::Error>(())
+//! # Ok::<(), unfold_data::Error>(())
 //! ```
 
+use crate::error::Result;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use unfold_nn::{Error, Result};
 
 use crate::batch::TokenBatch;
 
@@ -101,22 +101,21 @@ impl ChunkedCorpus {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if `batch_size` or `seq_len` is 0 or the streams are shorter than one
-    /// chunk (`ids` needs at least `batch_size * seq_len + 1` tokens).
+    /// [`unfold_nn::Error::Config`] (in [`Error::Nn`](crate::Error::Nn)) if `batch_size` or
+    /// `seq_len` is 0 or the streams are shorter than one chunk (`ids` needs at least
+    /// `batch_size * seq_len + 1` tokens).
     pub fn new(ids: Vec<usize>, batch_size: usize, seq_len: usize) -> Result<Self> {
         if batch_size == 0 {
-            return Err(Error::config(
-                "batch_size",
-                batch_size,
-                "must be at least 1",
-            ));
+            return Err(
+                unfold_nn::Error::config("batch_size", batch_size, "must be at least 1").into(),
+            );
         }
         if seq_len == 0 {
-            return Err(Error::config("seq_len", seq_len, "must be at least 1"));
+            return Err(unfold_nn::Error::config("seq_len", seq_len, "must be at least 1").into());
         }
         let stream_len = ids.len().saturating_sub(1) / batch_size;
         if stream_len < seq_len {
-            return Err(Error::config(
+            return Err(unfold_nn::Error::config(
                 "seq_len",
                 seq_len,
                 format!(
@@ -125,7 +124,8 @@ impl ChunkedCorpus {
                     batch_size * seq_len + 1,
                     ids.len()
                 ),
-            ));
+            )
+            .into());
         }
         Ok(Self {
             ids,
@@ -165,11 +165,12 @@ impl ChunkedCorpus {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if the chunk index is past the end of a pass (a position saved with
+    /// [`unfold_nn::Error::Config`] (in [`Error::Nn`](crate::Error::Nn)) if the chunk index is
+    /// past the end of a pass (a position saved with
     /// another corpus, batch size or sequence length).
     pub fn seek(&mut self, position: ChunkPosition) -> Result<()> {
         if position.chunk >= self.chunks_per_pass() {
-            return Err(Error::config(
+            return Err(unfold_nn::Error::config(
                 "position.chunk",
                 position.chunk,
                 format!(
@@ -177,7 +178,8 @@ impl ChunkedCorpus {
                      sequence length?)",
                     self.chunks_per_pass()
                 ),
-            ));
+            )
+            .into());
         }
         self.position = position;
         Ok(())
@@ -228,8 +230,9 @@ impl ChunkedCorpus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use burn::tensor::Tolerance;
-    use unfold_nn::{sequence_nll, ElmanRnnConfig, Reduction, UnrollOptions};
+    use unfold_nn::{sequence_nll, ElmanRnnConfig, Reduction, SequenceModel, UnrollOptions};
 
     type TestBackend = burn::backend::NdArray<f64>;
     type AutodiffBackend = burn::backend::Autodiff<TestBackend>;
@@ -284,10 +287,10 @@ mod tests {
         let mut other = ChunkedCorpus::new(ids, 4, 40).unwrap();
         assert!(matches!(
             other.seek(saved),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "position.chunk",
                 ..
-            })
+            }))
         ));
     }
 
@@ -301,17 +304,17 @@ mod tests {
         assert!(err.contains("need 13 tokens, the data has 12"), "{err}");
         assert!(matches!(
             ChunkedCorpus::new(ids.clone(), 0, 5),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "batch_size",
                 ..
-            })
+            }))
         ));
         assert!(matches!(
             ChunkedCorpus::new(ids, 2, 0),
-            Err(Error::Config {
+            Err(Error::Nn(unfold_nn::Error::Config {
                 field: "seq_len",
                 ..
-            })
+            }))
         ));
     }
 
@@ -368,7 +371,7 @@ mod tests {
             );
             let loss = sequence_nll(out.logits, second.targets.clone(), None, Reduction::Sum);
             let grads = loss.backward();
-            model.cell.w.grad(&grads).unwrap().into_data()
+            model.cell().w.grad(&grads).unwrap().into_data()
         };
         // Detached: exactly the gradient from a constant initial state of the same value.
         let constant = Tensor::from_data(carried.to_data(), &device);

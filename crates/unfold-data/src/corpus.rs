@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use unfold_nn::{Error, Result};
+use crate::error::{Error, Result};
 
 use crate::Vocab;
 
@@ -56,12 +56,13 @@ impl Corpus {
     ///
     /// # Errors
     ///
-    /// - [`Error::Io`] (action `"reading"`) if the file cannot be read.
+    /// - [`unfold_nn::Error::Io`] (action `"reading"`, wrapped in [`Error::Nn`]) if the file
+    ///   cannot be read.
     /// - [`Error::Corpus`] if it is not valid UTF-8 (naming the byte offset of the first
     ///   invalid byte), is empty, or has fewer than two distinct characters.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| unfold_nn::Error::Io {
             action: "reading",
             path: path.to_path_buf(),
             source,
@@ -111,16 +112,18 @@ impl Corpus {
     ///
     /// # Errors
     ///
-    /// - [`Error::Config`] if `train_fraction` is not strictly between 0 and 1.
+    /// - [`unfold_nn::Error::Config`] (in [`Error::Nn`]) if `train_fraction` is not strictly
+    ///   between 0 and 1.
     /// - [`Error::Corpus`] if either part would hold fewer than 2 tokens (one input and its
     ///   target).
     pub fn split(&self, train_fraction: f64) -> Result<(Vec<usize>, Vec<usize>)> {
         if !(train_fraction > 0.0 && train_fraction < 1.0) {
-            return Err(Error::config(
+            return Err(unfold_nn::Error::config(
                 "train_fraction",
                 train_fraction,
                 "must be strictly between 0 and 1",
-            ));
+            )
+            .into());
         }
         let total = self.ids.len();
         let train = ((total as f64 * train_fraction).floor() as usize).min(total);
@@ -223,11 +226,11 @@ mod tests {
     fn missing_file_is_an_io_error_while_reading() {
         let path = temp_path("does-not-exist");
         match Corpus::from_file(&path) {
-            Err(Error::Io {
+            Err(Error::Nn(unfold_nn::Error::Io {
                 action,
                 path: got,
                 source,
-            }) => {
+            })) => {
                 assert_eq!(action, "reading");
                 assert_eq!(got, path);
                 assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
@@ -254,10 +257,10 @@ mod tests {
             assert!(
                 matches!(
                     corpus.split(bad),
-                    Err(Error::Config {
+                    Err(Error::Nn(unfold_nn::Error::Config {
                         field: "train_fraction",
                         ..
-                    })
+                    }))
                 ),
                 "fraction {bad} accepted"
             );

@@ -28,14 +28,14 @@
 //!     .build(train);
 //! let batch = loader.iter().next().expect("a batch");
 //! assert_eq!(batch.targets.dims(), [4, 8]);
-//! # Ok::<(), unfold_nn::Error>(())
+//! # Ok::<(), unfold_data::Error>(())
 //! ```
 
+use crate::error::Result;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use unfold_nn::train::{ClassificationBatch, SequenceBatch};
-use unfold_nn::{Error, Result};
 
 /// One sequence and its per-step targets (for a language model, the inputs shifted by one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,23 +76,25 @@ impl WindowDataset {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if `seq_len` or `stride` is 0 or `ids` has fewer than `seq_len + 1`
-    /// tokens; [`Error::Empty`] if `ids` is empty.
+    /// [`unfold_nn::Error::Config`] if `seq_len` or `stride` is 0 or `ids` has fewer than
+    /// `seq_len + 1` tokens; [`unfold_nn::Error::Empty`] if `ids` is empty (both in
+    /// [`Error::Nn`](crate::Error::Nn)).
     pub fn new(ids: Vec<usize>, seq_len: usize, stride: usize) -> Result<Self> {
         if ids.is_empty() {
-            return Err(Error::Empty {
+            return Err(unfold_nn::Error::Empty {
                 arg: "ids",
                 what: "there are no tokens to cut into windows".to_string(),
-            });
+            }
+            .into());
         }
         if seq_len == 0 {
-            return Err(Error::config("seq_len", seq_len, "must be at least 1"));
+            return Err(unfold_nn::Error::config("seq_len", seq_len, "must be at least 1").into());
         }
         if stride == 0 {
-            return Err(Error::config("stride", stride, "must be at least 1"));
+            return Err(unfold_nn::Error::config("stride", stride, "must be at least 1").into());
         }
         if seq_len >= ids.len() {
-            return Err(Error::config(
+            return Err(unfold_nn::Error::config(
                 "seq_len",
                 seq_len,
                 format!(
@@ -101,7 +103,8 @@ impl WindowDataset {
                     seq_len + 1,
                     ids.len()
                 ),
-            ));
+            )
+            .into());
         }
         Ok(Self {
             ids,

@@ -14,7 +14,12 @@
 //! - [`dataset`] (feature `train`): burn-dataset `Dataset`s and `Batcher`s of windows and
 //!   labelled sequences, for burn-train's `Learner`.
 //!
-//! Every fallible function returns an [`unfold_nn::Error`] that names what was wrong.
+//! - [`tasks`]: synthetic sequence tasks with known answers (the year in a sentence, the adding
+//!   problem, running sums, temporal XOR, running parity), generated from a seed.
+//!
+//! Every fallible function returns an [`Error`] that names what was wrong: a [`Corpus`] or
+//! [`Vocab`] problem of its own ([`Error::Corpus`], [`Error::UnknownChar`]), or one of
+//! unfold-nn's general errors in [`Error::Nn`].
 //!
 //! # Example
 //!
@@ -34,7 +39,7 @@
 //! let batches = sequential_batches::<B>(&valid, 4, 4, &device)?;
 //! assert_eq!(batches.len(), 1);
 //! assert_eq!(corpus.vocab().decode(&corpus.ids()[..5])?, "to be");
-//! # Ok::<(), unfold_nn::Error>(())
+//! # Ok::<(), unfold_data::Error>(())
 //! ```
 
 mod batch;
@@ -42,9 +47,12 @@ pub mod chunks;
 mod corpus;
 #[cfg(feature = "train")]
 pub mod dataset;
+pub mod error;
+pub mod tasks;
 mod vocab;
 
 pub use batch::{sequential_batches, TokenBatch, WindowSampler};
 pub use chunks::{ChunkPosition, ChunkedCorpus, StatefulBatch};
 pub use corpus::Corpus;
+pub use error::{Error, Result};
 pub use vocab::Vocab;

@@ -1,7 +1,7 @@
 //! Character vocabularies.
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use unfold_nn::{Error, Result};
 
 /// Name used in [`Error::Corpus`] when a vocabulary is built from text that has no name.
 const UNNAMED: &str = "<text>";
@@ -155,14 +155,17 @@ impl Vocab {
     ///
     /// # Errors
     ///
-    /// [`Error::TokenOutOfRange`] (argument `ids`) for the first id that is `>= len()`.
+    /// [`unfold_nn::Error::TokenOutOfRange`] (argument `ids`, wrapped in [`Error::Nn`]) for the
+    /// first id that is `>= len()`.
     pub fn decode(&self, ids: &[usize]) -> Result<String> {
         ids.iter()
             .map(|&id| {
-                self.char(id).ok_or(Error::TokenOutOfRange {
-                    arg: "ids",
-                    id: i64::try_from(id).unwrap_or(i64::MAX),
-                    vocab_size: self.len(),
+                self.char(id).ok_or_else(|| {
+                    Error::Nn(unfold_nn::Error::TokenOutOfRange {
+                        arg: "ids",
+                        id: i64::try_from(id).unwrap_or(i64::MAX),
+                        vocab_size: self.len(),
+                    })
                 })
             })
             .collect()
@@ -225,11 +228,11 @@ mod tests {
         let vocab = Vocab::from_text("ab").unwrap();
         assert_eq!(vocab.decode(&[1, 0]).unwrap(), "ba");
         match vocab.decode(&[0, 1, 2]) {
-            Err(Error::TokenOutOfRange {
+            Err(Error::Nn(unfold_nn::Error::TokenOutOfRange {
                 arg,
                 id,
                 vocab_size,
-            }) => {
+            })) => {
                 assert_eq!(arg, "ids");
                 assert_eq!(id, 2);
                 assert_eq!(vocab_size, 2);
