@@ -10,12 +10,14 @@
 //! cargo bench --bench rnn -- scale --scale-plot=docs/diagrams/scale.svg   # and plot it
 //! cargo bench --bench rnn -- gemm         # the GEMM kernel against matrixmultiply
 //! cargo bench --bench rnn -- standard --system=unfold --no-pytorch   # one system's rows (to profile)
+//! cargo bench --bench rnn -- --no-jax     # PyTorch as the only Python peer
 //! ```
 //!
-//! After each workload's Rust rows the PyTorch script runs the same workload, so the rows are
-//! measured minutes apart under the same load. The interpreter is `$UNFOLD_BENCH_PYTHON`, else
-//! `/tmp/torchvenv/bin/python` if it exists, else `python3`; without PyTorch the rows are skipped
-//! with a message.
+//! After each workload's Rust rows the PyTorch script and the JAX script
+//! (`benches/{pytorch,jax}_reference.py`) run the same workload, so the rows are measured
+//! minutes apart under the same load. The interpreter is `$UNFOLD_BENCH_PYTHON`, else
+//! `.venv-peers/bin/python` (see `docs/guide.md`), else `/tmp/torchvenv/bin/python`, else
+//! `python3`; a peer that is not installed is skipped with a message.
 //!
 //! A harness of our own rather than criterion: each sample is a whole training step (tens of
 //! milliseconds to seconds), we report tokens/s, peak memory and allocations per step (which
@@ -23,9 +25,7 @@
 //! one process. Peak memory is the peak of live heap bytes, counted by this binary's global
 //! allocator (on the ndarray backend every tensor lives on the heap).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
@@ -34,48 +34,17 @@ use burn::nn::{Linear, LinearConfig, Rnn, RnnConfig, RnnState};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use unfold::backend::{self, TrainBackend};
-use unfold::nn::fused::embedding::EmbeddingBackend;
-use unfold::nn::fused::{NllRows, ReadoutLossBackend, RecurrentBackend};
-use unfold::nn::jordan::{Forcing, JordanRnn, JordanRnnConfig};
-use unfold::nn::recurrence::Steps;
+use unfold::nn::internals::{Kernels, NllRows, Steps};
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{
-    sequence_nll, ElmanRnn, ElmanRnnConfig, Recurrence, Reduction, SequenceInput, UnrollOptions,
+    sequence_nll, ElmanRnn, ElmanRnnConfig, JordanRnn, JordanRnnConfig, Nonlinearity, Recurrence,
+    Reduction, SequenceInput, SequenceModel, UnrollOptions,
 };
-
-struct CountingAllocator;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        if new_size > layout.size() {
-            let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
-                - layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        } else {
-            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use unfold_lab::backend::{self, TrainBackend};
+use unfold::nn::memory;
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 /// A training shape.
 #[derive(Clone, Copy, Debug)]
@@ -139,9 +108,9 @@ fn measure(warmup: usize, steps: usize, min_time: Duration, mut step: impl FnMut
     for _ in 0..warmup {
         step();
     }
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let allocs = ALLOCS.load(Ordering::Relaxed);
+    let base = memory::live();
+    memory::reset_peak();
+    let allocs = memory::allocations();
     let cpu = process_cpu_ns();
     let started = Instant::now();
     let mut done = 0;
@@ -152,8 +121,8 @@ fn measure(warmup: usize, steps: usize, min_time: Duration, mut step: impl FnMut
     Measured {
         ms: started.elapsed().as_secs_f64() * 1e3 / done as f64,
         cpu_ms: (process_cpu_ns() - cpu) as f64 * 1e-6 / done as f64,
-        peak_mib: PEAK.load(Ordering::Relaxed).saturating_sub(base) as f64 / (1024.0 * 1024.0),
-        allocs_per_step: (ALLOCS.load(Ordering::Relaxed) - allocs) as f64 / done as f64,
+        peak_mib: memory::peak().saturating_sub(base) as f64 / (1024.0 * 1024.0),
+        allocs_per_step: (memory::allocations() - allocs) as f64 / done as f64,
     }
 }
 
@@ -256,12 +225,15 @@ fn jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
     let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     move || {
-        let loss = model.loss(
-            inputs.clone(),
-            targets.clone(),
-            &Forcing::TeacherForced,
-            Reduction::MeanPerToken,
-        );
+        // Teacher forcing: the targets are fed back (the loss's default teacher).
+        let loss = model
+            .loss(
+                inputs.clone(),
+                targets.clone(),
+                &UnrollOptions::new(),
+                Reduction::MeanPerToken,
+            )
+            .loss;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
     }
@@ -452,14 +424,14 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
             (process_cpu_ns() - cpu) as f64 * 1e-6 / reps as f64,
         ));
     };
-    let drive = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
+    let drive = rnn.cell().drive(SequenceInput::Tokens(ids.clone()));
     time_it("input forward (fused: U[x] + b)", &mut || {
-        let _ = rnn.cell.drive(SequenceInput::Tokens(ids.clone()));
+        let _ = rnn.cell().drive(SequenceInput::Tokens(ids.clone()));
     });
     time_it(
         "input backward (fused: ∂U scatter-add, ∂b column sums)",
         &mut || {
-            let (d_u, d_b) = Inner::embedding_with_bias_backward(
+            let [d_u, d_b] = Inner::fused_embedding_backward(
                 prim3(drive.clone()),
                 ids.clone().into_primitive(),
                 shape.vocab,
@@ -467,19 +439,22 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
             let _ = (d_u, d_b);
         },
     );
-    let w = prim(rnn.cell.w.val());
+    let w = prim(rnn.cell().w.val());
     let h0 = prim(Tensor::<Inner, 2>::zeros([b, h], &device));
-    let states = Inner::tanh_recurrence(prim3(drive.clone()), w.clone(), h0.clone(), &steps);
+    let tanh = Nonlinearity::Tanh;
+    let recurrence = |drive| Inner::fused_recurrence(drive, w.clone(), h0.clone(), &steps, tanh);
+    let states = recurrence(prim3(drive.clone()));
     time_it("recurrence forward (fused)", &mut || {
-        let _ = Inner::tanh_recurrence(prim3(drive.clone()), w.clone(), h0.clone(), &steps);
+        let _ = recurrence(prim3(drive.clone()));
     });
     time_it("recurrence backward (fused BPTT, incl. ∂W)", &mut || {
-        let _ = Inner::tanh_recurrence_backward(
+        let _ = Inner::fused_recurrence_backward(
             states.clone(),
             states.clone(),
             w.clone(),
             h0.clone(),
             &steps,
+            tanh,
         );
     });
     let (vw, c) = (
@@ -492,7 +467,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
             .into_primitive()
             .tensor(),
     );
-    let (_, g) = Inner::readout_nll(
+    let (_, g) = Inner::fused_readout_nll(
         states.clone(),
         vw.clone(),
         c.clone(),
@@ -502,7 +477,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     );
     let g = g.unwrap();
     time_it("head + loss forward (fused, writes G)", &mut || {
-        let _ = Inner::readout_nll(
+        let _ = Inner::fused_readout_nll(
             states.clone(),
             vw.clone(),
             c.clone(),
@@ -515,7 +490,7 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         .into_primitive()
         .tensor();
     time_it("head + loss backward (∂h, ∂V, ∂c)", &mut || {
-        let _ = Inner::readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
+        let _ = Inner::fused_readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
     });
     out
 }
@@ -535,8 +510,9 @@ fn gemm_rates(m: usize, k: usize, n: usize, quick: bool) -> (f64, f64) {
         }
         2.0 * (m * k * n * reps) as f64 / started.elapsed().as_secs_f64() / 1e9
     };
-    let ours = if unfold::nn::fused::sgemm::available() {
-        rate(&mut |c| unfold::nn::fused::sgemm::sgemm(m, k, n, &a, k, 1, &b, n, true, c, n))
+    use unfold::nn::internals::sgemm;
+    let ours = if sgemm::available() {
+        rate(&mut |c| sgemm::sgemm(m, k, n, &a, k, 1, &b, n, true, c, n))
     } else {
         f64::NAN
     };
@@ -565,18 +541,29 @@ fn gemm_rates(m: usize, k: usize, n: usize, quick: bool) -> (f64, f64) {
     (ours, theirs)
 }
 
-fn pytorch_rows(workload: &str, quick: bool) -> Vec<Row> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pytorch_reference.py");
-    let python = std::env::var("UNFOLD_BENCH_PYTHON").unwrap_or_else(|_| {
-        if std::path::Path::new("/tmp/torchvenv/bin/python").exists() {
-            "/tmp/torchvenv/bin/python".into()
-        } else {
-            "python3".into()
-        }
-    });
+/// The interpreter of the Python peers: `$UNFOLD_BENCH_PYTHON`, else the venv that
+/// `PERFORMANCE.md` sets up (`.venv-peers` in the repository), else `/tmp/torchvenv`, else
+/// `python3`.
+fn python() -> String {
+    if let Ok(python) = std::env::var("UNFOLD_BENCH_PYTHON") {
+        return python;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-peers/bin/python");
+    [venv, "/tmp/torchvenv/bin/python"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .unwrap_or("python3")
+        .to_string()
+}
+
+/// The rows of a Python peer (`pytorch_reference.py`, `jax_reference.py`) for `workload` (a
+/// name fragment the scripts understand). A peer that is not installed says so and gives none.
+fn python_rows(script: &str, workload: &str, quick: bool) -> Vec<Row> {
+    let script = format!("{}/benches/{script}", env!("CARGO_MANIFEST_DIR"));
+    let python = python();
     let mut command = Command::new(&python);
     command
-        .arg(script)
+        .arg(&script)
         .arg("--json")
         .arg("--only")
         .arg(workload);
@@ -586,7 +573,7 @@ fn pytorch_rows(workload: &str, quick: bool) -> Vec<Row> {
     let output = match command.output() {
         Ok(output) => output,
         Err(e) => {
-            eprintln!("PyTorch reference skipped: cannot run {python}: {e}");
+            eprintln!("{script} skipped: cannot run {python}: {e}");
             return Vec::new();
         }
     };
@@ -607,6 +594,15 @@ fn pytorch_rows(workload: &str, quick: bool) -> Vec<Row> {
             }),
             _ => eprintln!("  {line}"),
         }
+    }
+    rows
+}
+
+/// PyTorch's rows, then JAX's (unless `--no-jax`), for `workload`.
+fn peer_rows(workload: &str, quick: bool, jax: bool) -> Vec<Row> {
+    let mut rows = python_rows("pytorch_reference.py", workload, quick);
+    if jax && workload != "breakdown" {
+        rows.extend(python_rows("jax_reference.py", workload, quick));
     }
     rows
 }
@@ -641,7 +637,9 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // --no-pytorch: no Python peer at all; --no-jax: PyTorch only.
     let no_python = args.iter().any(|a| a == "--no-pytorch");
+    let jax = !args.iter().any(|a| a == "--no-jax");
     let system_prefix = args.iter().find_map(|a| a.strip_prefix("--system="));
     let system_wanted = |system: &str| system_prefix.is_none_or(|p| system.starts_with(p));
     let scale_plot = args
@@ -735,7 +733,7 @@ fn main() {
             report(&mut rows, name, system, tokens, &m);
         }
         if !no_python {
-            rows.extend(pytorch_rows(py_name, quick));
+            rows.extend(peer_rows(py_name, quick, jax));
         }
     }
 
@@ -757,7 +755,7 @@ fn main() {
             report(&mut rows, name, system, tokens, &m);
         }
         if !no_python {
-            rows.extend(pytorch_rows("generate", quick));
+            rows.extend(peer_rows("generate", quick, jax));
         }
     }
 
@@ -767,7 +765,7 @@ fn main() {
             println!("| unfold: {part} | {ms:.2} | {cpu_ms:.2} |");
         }
         if !no_python {
-            for row in pytorch_rows("breakdown", quick) {
+            for row in python_rows("pytorch_reference.py", "breakdown", quick) {
                 println!(
                     "| PyTorch: {} | {:.2} | {:.2} |",
                     row.system, row.ms_per_step, row.cpu_ms
@@ -831,11 +829,11 @@ fn main() {
         by_batch.extend(by_length.first().copied());
         if let Some(path) = scale_plot {
             let series = [
-                unfold::viz::ScalingSeries::new(
+                unfold_viz::ScalingSeries::new(
                     format!("length T = {lengths:?}, batch {}", STANDARD.batch),
                     by_length,
                 ),
-                unfold::viz::ScalingSeries::new(
+                unfold_viz::ScalingSeries::new(
                     format!("batch B = [8, 16, 32, 64, 128], length {}", STANDARD.time),
                     by_batch,
                 ),
@@ -846,7 +844,7 @@ fn main() {
                 STANDARD.vocab,
                 backend::NAME
             );
-            match unfold::viz::write_scaling_plot(&path, &title, &series) {
+            match unfold_viz::write_scaling_plot(&path, &title, &series) {
                 Ok(()) => println!("\nscale plot: {}", path.display()),
                 Err(e) => eprintln!("scale plot not written: {e}"),
             }
@@ -856,11 +854,12 @@ fn main() {
     if rows.is_empty() {
         return;
     }
-    // The table, with each row's speed relative to burn-nn and to PyTorch on the same workload.
+    // The table, with each row's speed relative to burn-nn, PyTorch and JAX on the same
+    // workload.
     println!(
-        "\n| workload | system | ms/step | CPU ms/step | tokens/s | vs burn-nn | vs PyTorch | peak MiB |"
+        "\n| workload | system | ms/step | CPU ms/step | tokens/s | vs burn-nn | vs PyTorch | vs JAX | peak MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         let ratio = |prefix: &str| {
             rows.iter()
@@ -870,7 +869,7 @@ fn main() {
                 })
         };
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {:.1} |",
             row.workload,
             row.system,
             row.ms_per_step,
@@ -878,6 +877,7 @@ fn main() {
             row.tokens_per_s,
             ratio("burn-nn"),
             ratio("PyTorch"),
+            ratio("JAX"),
             row.peak_mib
         );
     }

@@ -2,17 +2,19 @@
 //!
 //! ## This crate
 //!
-//! This facade re-exports the library crates and adds what the examples share:
-//! - [`nn`] (`unfold-nn`): recurrences, the unroll, RNN topologies, losses, sampling.
-//! - [`data`] (`unfold-data`): corpora, vocabularies, batching.
-//! - [`backend`]: the backend chosen by cargo feature (`ndarray` default, `wgpu`).
-//! - [`cli`], [`output`]: the examples' shared flags and run directory.
+//! The facade of unfold's library crates, re-exported under one name:
+//! - [`nn`] (`unfold-nn`): recurrences, the unroll, RNN topologies, fused kernels, losses,
+//!   sampling, checkpoints, PyTorch import, burn-train glue.
+//! - [`data`] (`unfold-data`): corpora, vocabularies, batching, synthetic tasks.
+//! - `viz` (`unfold-viz`, feature `viz`): diagrams, loss curves, hidden-state plots.
+//!
+//! Cargo features: `ndarray` (default: the CPU backend's kernels) or `wgpu` (GPU); `train`,
+//! `checkpoint`, `pytorch` (default) turn on the matching parts of `unfold-nn`; `viz` adds the
+//! plots. The examples' command-line flags, backend choice and progress bars live in the
+//! unpublished `unfold-lab` crate, so depending on `unfold` compiles none of them.
 #![warn(missing_docs)]
 
 pub use unfold_data as data;
 pub use unfold_nn as nn;
+#[cfg(feature = "viz")]
 pub use unfold_viz as viz;
-
-pub mod backend;
-pub mod cli;
-pub mod output;

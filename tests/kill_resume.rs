@@ -19,8 +19,8 @@ use burn::optim::{adaptor::OptimizerAdaptor, Adam, AdamConfig, GradientsParams, 
 use burn::tensor::backend::Backend as _;
 use rand::{Rng, SeedableRng};
 use unfold::data::{Corpus, TokenBatch, WindowSampler};
-use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Reduction, UnrollOptions};
-use unfold::output::{LoopState, NonFiniteGuard, RunDir};
+use unfold::nn::checkpoint::{LoopState, NonFiniteGuard, RunDir};
+use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Reduction, SequenceModel, UnrollOptions};
 
 type B = Autodiff<NdArray>;
 type Model = ElmanRnn<B>;
@@ -208,8 +208,8 @@ fn twenty_kills_lose_nothing_and_the_resumed_run_equals_an_uninterrupted_one() {
     let (uninterrupted, reference) = train(fresh(), last_step + 2, None);
     assert_eq!(state.history, reference.history, "losses differ");
     assert_eq!(
-        resumed.cell.w.val().into_data(),
-        uninterrupted.cell.w.val().into_data()
+        resumed.cell().w.val().into_data(),
+        uninterrupted.cell().w.val().into_data()
     );
     assert_eq!(
         resumed.readout.v.val().into_data(),

@@ -36,8 +36,8 @@ use unfold::data::dataset::{
     ClassificationBatcher, LabelledSequence, SequenceBatcher, WindowDataset,
 };
 use unfold::data::Corpus;
-use unfold::nn::train::{ClassificationBatch, SequenceBatch};
-use unfold::nn::{ElmanRnn, ElmanRnnConfig, SequenceClassifier, SequenceClassifierConfig};
+use unfold::nn::train::{forward_sequence, ClassificationBatch, SequenceBatch};
+use unfold::nn::{ElmanRnn, ElmanRnnConfig, SequenceClassifier, SequenceEncoderConfig};
 
 type Inner = NdArray;
 /// Full precision: burn's `CompactRecorder` stores f16, so a reload would round the weights.
@@ -306,7 +306,7 @@ fn contains_five(n: usize, seed: u64) -> Vec<LabelledSequence> {
 #[test]
 fn classifier_trains_in_the_learner_and_its_checkpoint_reloads_to_identical_outputs() {
     const EPOCHS: usize = 4;
-    let config = SequenceClassifierConfig::new(6, 16, 2);
+    let config = SequenceEncoderConfig::new(6, 16).classifier(2);
     let device = Default::default();
     let model: SequenceClassifier<B> = seeded(12, || config.init(&device));
     let batcher = ClassificationBatcher::new(0);
@@ -413,7 +413,8 @@ fn two_device_learner_takes_the_step_of_both_batches_summed_gradients() {
     let half = |range: std::ops::Range<usize>| {
         Batcher::<B, _, SequenceBatch<B>>::batch(&batcher, windows[range].to_vec(), &device)
     };
-    let joint = model.forward_sequence(half(0..4)).loss + model.forward_sequence(half(4..8)).loss;
+    let joint =
+        forward_sequence(&model, half(0..4)).loss + forward_sequence(&model, half(4..8)).loss;
     let grads = GradientsParams::from_grads(joint.backward(), &model);
     let expected = burn::optim::Optimizer::step(&mut SgdConfig::new().init(), lr, model, grads);
 

@@ -11,9 +11,11 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::Module;
 use burn::optim::{adaptor::OptimizerAdaptor, Adam, AdamConfig, GradientsParams, Optimizer};
 use unfold::data::{Corpus, TokenBatch, WindowSampler};
+use unfold::nn::checkpoint::{LoopState, RunDir, CHECKPOINT_DIR, CHECKPOINT_MODEL_FILE};
 use unfold::nn::clip::clip_global_norm;
-use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Error, Reduction, UnrollOptions};
-use unfold::output::{LoopState, RunDir, CHECKPOINT_DIR, CHECKPOINT_MODEL_FILE};
+use unfold::nn::{
+    sequence_nll, ElmanRnn, ElmanRnnConfig, Error, Reduction, SequenceModel, UnrollOptions,
+};
 
 type B = Autodiff<NdArray>;
 type Model = ElmanRnn<B>;
@@ -103,7 +105,7 @@ fn resumed_run_restores_the_exact_state_and_reproduces_the_losses() {
         .unwrap();
     assert_eq!(checkpoint.state, state);
     let bits = |m: &Model| {
-        [m.cell.u.val(), m.cell.w.val(), m.readout.v.val()]
+        [m.cell().u.val(), m.cell().w.val(), m.readout.v.val()]
             .map(|t| t.into_data().to_vec::<f32>().unwrap())
     };
     assert_eq!(bits(&checkpoint.model), bits(&saved_model));

@@ -4,7 +4,7 @@
 //!
 //! The plots take plain `Vec<Vec<f32>>` states (one per character) and the characters, so any
 //! model's states can be drawn; [`HiddenStates::from_elman`] gets them from an
-//! [`ElmanRnn`](unfold_nn::ElmanRnn).
+//! [`ElmanRnn`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +13,7 @@ use burn::config::Config;
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use plotters::prelude::*;
 use unfold_data::Vocab;
-use unfold_nn::{ElmanRnn, Error, Result, UnrollOptions};
+use unfold_nn::{ElmanRnn, Error, Result, SequenceModel, UnrollOptions};
 
 use crate::chart::draw_legend;
 use crate::pca::{check_points, Pca};
@@ -43,19 +43,27 @@ impl HiddenStates {
     /// Runs `model` over `text` from a zero state and keeps every hidden state
     /// ([`RnnOutput::states`](unfold_nn::RnnOutput::states)).
     ///
+    /// It reads text, so it returns unfold-data's error: the vocabulary's own.
+    ///
     /// # Errors
     ///
-    /// [`Error::UnknownChar`] if `text` has a character outside `vocab`, [`Error::Empty`] if it
-    /// is empty, and whatever [`ElmanRnn::try_forward`] reports.
-    pub fn from_elman<B: Backend>(model: &ElmanRnn<B>, vocab: &Vocab, text: &str) -> Result<Self> {
+    /// [`unfold_data::Error::UnknownChar`] if `text` has a character outside `vocab` (from
+    /// [`Vocab::encode`]); in [`unfold_data::Error::Nn`]: [`Error::Empty`] if `text` is empty,
+    /// and whatever [`ElmanRnn::try_forward`](SequenceModel::try_forward) reports.
+    pub fn from_elman<B: Backend>(
+        model: &ElmanRnn<B>,
+        vocab: &Vocab,
+        text: &str,
+    ) -> unfold_data::Result<Self> {
         let ids = vocab.encode(text)?;
         if ids.is_empty() {
             return Err(Error::Empty {
                 arg: "text",
                 what: "there is no character to run the model over".into(),
-            });
+            }
+            .into());
         }
-        let device = model.cell.w.device();
+        let device = model.cell().w.device();
         let len = ids.len();
         let ids: Vec<i64> = ids.into_iter().map(|id| id as i64).collect();
         let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
@@ -67,7 +75,7 @@ impl HiddenStates {
             .take(time)
             .map(<[f32]>::to_vec)
             .collect();
-        Self::new(text.chars().collect(), states)
+        Ok(Self::new(text.chars().collect(), states)?)
     }
 
     /// The characters and states at `range`: a stretch to draw as a heatmap, taken after a
@@ -501,8 +509,8 @@ mod tests {
                 TensorData::new(vec![id as i64], [1, 1]),
                 &device,
             );
-            let drive = model.cell.drive(ids.into()).reshape([1, 5]);
-            h = model.cell.step(h, drive);
+            let drive = model.cell().drive(ids.into()).reshape([1, 5]);
+            h = model.cell().step(h, drive);
             let expected: Vec<f64> = h.clone().into_data().iter::<f64>().collect();
             for (got, want) in hidden.states[t].iter().zip(&expected) {
                 assert!(
@@ -522,7 +530,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::UnknownChar {
+                unfold_data::Error::UnknownChar {
                     ch: 'z',
                     position: 2
                 }

@@ -2,10 +2,12 @@
 //! steps, as Graphviz DOT and, when Graphviz's `dot` is installed, SVG.
 //!
 //! ```text
-//! cargo run --release --example diagrams                          # into docs/diagrams/
-//! cargo run --release --example diagrams -- --out figs --tau 4
-//! cargo run --release --example diagrams -- --char-lm runs/char_lm --out runs/char_lm
+//! cargo run --release -p unfold-lab --bin diagrams                          # into docs/diagrams/
+//! cargo run --release -p unfold-lab --bin diagrams -- --out figs --tau 4
+//! cargo run --release -p unfold-lab --bin diagrams -- --char-lm runs/char_lm --out runs/char_lm
 //! ```
+//!
+//! (`--features wgpu` to run on the GPU; paths are relative to the directory cargo is run from.)
 //!
 //! With `--char-lm DIR` (the `--out` of a `char_lm` run) it also loads that trained model and
 //! draws its hidden states over a stretch of the validation text: `hidden_heatmap.svg` (units ×
@@ -16,15 +18,15 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use clap::Parser;
 use serde::Serialize;
 
-use unfold::backend::{self, Backend};
-use unfold::data::{Corpus, Vocab};
-use unfold::nn::{ElmanCellConfig, ElmanRnn, ElmanRnnConfig, Error, Result};
-use unfold::output::{Recorder, RunDir, MODEL_FILE};
-use unfold::viz::{
+use unfold_data::{Corpus, Vocab};
+use unfold_lab::backend::{self, Backend};
+use unfold_lab::{exit_on_error, Result};
+use unfold_nn::checkpoint::{load_model, read_json, RunDir, MODEL_FILE};
+use unfold_nn::{ElmanCellConfig, ElmanRnn, ElmanRnnConfig, Error};
+use unfold_viz::{
     write_loss_curves, CellNames, DiagramWriter, Feedback, HiddenStates, LossHistory, Svg, Topology,
 };
 
@@ -64,10 +66,7 @@ const WARM_UP: usize = 200;
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(|| run(&args));
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -123,17 +122,17 @@ fn run(args: &Args) -> Result<()> {
 
 /// Loads a `char_lm` run and draws its hidden states and loss history into `out`.
 fn char_lm_views(dir: &Path, out: &Path, args: &Args) -> Result<Vec<PathBuf>> {
-    let run_json: serde_json::Value = read_json(&dir.join("config.json"))?;
-    let config: ElmanRnnConfig = serde_json::from_value(run_json["model"].clone())
-        .map_err(|e| bad_file(&dir.join("config.json"), e))?;
-    let vocab: Vocab = serde_json::from_value(read_json(&dir.join("vocab.json"))?)
-        .map_err(|e| bad_file(&dir.join("vocab.json"), e))?;
+    let config_path = dir.join("config.json");
+    let run_json: serde_json::Value = read_json(&config_path)?;
+    let config: ElmanRnnConfig =
+        serde_json::from_value(run_json["model"].clone()).map_err(|e| Error::BadFile {
+            path: config_path.clone(),
+            problem: format!("not a char_lm run's config: field `model`: {e}"),
+        })?;
+    let vocab: Vocab = read_json(&dir.join("vocab.json"))?;
     let device = backend::try_device()?;
-    let model_path = dir.join(MODEL_FILE);
-    let model: ElmanRnn<Backend> = config
-        .try_init::<Backend>(&device)?
-        .load_file(&model_path, &Recorder::new(), &device)
-        .map_err(|e| bad_file(&model_path, e))?;
+    let blank: ElmanRnn<Backend> = config.try_init(&device)?;
+    let model = load_model(&dir.join(MODEL_FILE), &blank, &device)?;
 
     // The text: the start of the validation split of the corpus the model was trained on.
     let corpus = match run_json["args"]["common"]["corpus"].as_str() {
@@ -164,7 +163,7 @@ fn char_lm_views(dir: &Path, out: &Path, args: &Args) -> Result<Vec<PathBuf>> {
     // metrics.json's history: train and validation loss at every evaluation.
     let metrics_path = dir.join("metrics.json");
     if metrics_path.exists() {
-        let metrics = read_json(&metrics_path)?;
+        let metrics: serde_json::Value = read_json(&metrics_path)?;
         let mut history = LossHistory::new();
         for eval in metrics["history"].as_array().into_iter().flatten() {
             let step = eval["step"].as_u64().unwrap_or(0) as usize;
@@ -181,21 +180,4 @@ fn char_lm_views(dir: &Path, out: &Path, args: &Args) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        action: "reading",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| bad_file(path, e))
-}
-
-fn bad_file(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        action: "reading",
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    }
 }

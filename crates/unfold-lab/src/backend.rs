@@ -1,4 +1,4 @@
-//! The backend the examples and integration tests run on, chosen by cargo feature.
+//! The backend the examples and experiments run on, chosen by cargo feature.
 //!
 //! The library itself is generic over any Burn `Backend`; only binaries pick one:
 //! - `ndarray` (default): CPU, `burn-ndarray`.
@@ -6,9 +6,8 @@
 //!   features are on.
 //!
 //! Binaries get their device from [`try_device`] (or [`device`]), which for wgpu finds the
-//! adapter first: a machine without a GPU driver gets an
-//! [`Error::NoDevice`](crate::nn::Error::NoDevice) naming what to install, not a panic from
-//! deep inside wgpu. [`describe`] says what the device is, e.g.
+//! adapter first: a machine without a GPU driver gets an [`Error::NoDevice`] naming what to
+//! install, not a panic from deep inside wgpu. [`describe`] says what the device is, e.g.
 //! `wgpu on llvmpipe (LLVM 15.0.6, 256 bits) [Vulkan, Cpu, Mesa 22.3.6 (LLVM 15.0.6)]`.
 //!
 //! The wgpu adapter is wgpu's default for the platform's graphics API (Burn's
@@ -17,8 +16,8 @@
 //! to choose another.
 
 #[cfg(feature = "wgpu")]
-use crate::nn::Error;
-use crate::nn::Result;
+use crate::error::Error;
+use crate::error::Result;
 
 #[cfg(feature = "wgpu")]
 mod chosen {
@@ -37,7 +36,7 @@ mod chosen {
 }
 
 #[cfg(not(any(feature = "ndarray", feature = "wgpu")))]
-compile_error!("unfold needs a backend: enable the `ndarray` (default) or `wgpu` feature");
+compile_error!("unfold-lab needs a backend: enable the `ndarray` or `wgpu` feature");
 
 pub use chosen::{Backend, NAME};
 
@@ -48,7 +47,7 @@ pub type TrainBackend = burn::backend::Autodiff<Backend>;
 pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;
 
 /// The default device, checked: for wgpu, an adapter is looked for (once per process) and its
-/// absence is an [`Error::NoDevice`](crate::nn::Error::NoDevice) that says what to install.
+/// absence is an [`Error::NoDevice`] that says what to install.
 ///
 /// Call it before anything else touches the device: wgpu's device is set up by whichever
 /// comes first, and only this path can report a missing adapter as an error.

@@ -1,21 +1,19 @@
 //! Memory and time of training on long sequences: full BPTT versus truncated BPTT.
 //!
 //! ```text
-//! cargo run --release --example long_sequences
-//! cargo run --release --example long_sequences -- --lengths 64,256,1024,4096 --seq-len 64
+//! cargo run --release -p unfold-lab --bin long_sequences
+//! cargo run --release -p unfold-lab --bin long_sequences -- --lengths 64,256,1024,4096 --seq-len 64
 //! ```
 //!
 //! For every length `T`, trains the char-level Elman model on `T` consecutive characters per
-//! row in two ways and measures peak heap memory (a counting global allocator in this binary)
-//! and wall time:
+//! row in two ways and measures peak heap memory (unfold-nn's counting global allocator,
+//! `unfold_nn::memory::Counting`, installed in this binary) and wall time:
 //! - **full**: one forward and backward pass over all `T` steps, one update;
 //! - **truncated**: `T / k` chunks of `k = --seq-len` steps, each starting from the previous
-//!   chunk's detached final state (`unfold::data::chunks`), one update per chunk.
+//!   chunk's detached final state (`unfold_data::chunks`), one update per chunk.
 //!
 //! Prints a Markdown table on stderr; the last stdout line is the JSON of the measurements.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -24,47 +22,18 @@ use burn::tensor::Tensor;
 use clap::Parser;
 use serde::Serialize;
 
-use unfold::backend::{self, TrainBackend};
-use unfold::cli::{self, CommonArgs, Defaults};
-use unfold::data::chunks::{ChunkedCorpus, StatefulBatch};
-use unfold::data::Corpus;
-use unfold::nn::clip::clip_global_norm;
-use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Reduction, Result, UnrollOptions};
-use unfold::output::RunDir;
-
-/// Counts live heap bytes and their high-water mark. Hand-written because measuring the peak
-/// of one phase needs a resettable mark, which allocator-statistics crates (e.g. `stats_alloc`)
-/// do not offer; it is a few atomic adds around the system allocator.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use unfold_data::chunks::{ChunkedCorpus, StatefulBatch};
+use unfold_data::Corpus;
+use unfold_lab::backend::{self, TrainBackend};
+use unfold_lab::cli::{self, CommonArgs, Defaults};
+use unfold_lab::{exit_on_error, Result};
+use unfold_nn::checkpoint::{self, RunDir};
+use unfold_nn::clip::clip_global_norm;
+use unfold_nn::memory::{peak_during, Counting};
+use unfold_nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Reduction, SequenceModel, UnrollOptions};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Peak heap bytes above the level at the start, while `f` runs.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed) - base)
-}
 
 /// Measure peak memory and time per update of full and truncated BPTT.
 #[derive(Parser, Debug, Serialize)]
@@ -111,10 +80,7 @@ struct Metrics {
 
 fn main() {
     let args: Args = cli::parse(&DEFAULTS);
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(|| run(args));
 }
 
 /// Trains on `T` tokens per row in chunks of `k` (`k = T`: full BPTT). Returns the number of
@@ -227,5 +193,5 @@ fn run(args: Args) -> Result<()> {
         rows,
         wall_s: started.elapsed().as_secs_f64(),
     };
-    unfold::output::finish(&out, &metrics)
+    Ok(checkpoint::finish(&out, &metrics)?)
 }

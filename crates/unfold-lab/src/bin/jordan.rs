@@ -1,9 +1,9 @@
 //! The output-to-hidden (Jordan) RNN: teacher forcing, free running, scheduled sampling.
 //!
 //! ```text
-//! cargo run --release --example jordan                  # running sum mod 10, then the corpus
-//! cargo run --release --example jordan -- --task xor --steps 3000  # temporal XOR vs parity
-//! cargo run --release --example jordan -- --task bench  # teacher forcing: parallel vs step loop
+//! cargo run --release -p unfold-lab --bin jordan     # running sum mod 10, then the corpus
+//! cargo run --release -p unfold-lab --bin jordan -- --task xor --steps 3000 --out runs/jordan-xor
+//! cargo run --release -p unfold-lab --bin jordan -- --task bench --out runs/jordan-bench
 //! ```
 //!
 //! The model is `h(t) = tanh(b + W r(t-1) + U x(t))`, `o(t) = c + V h(t)`: its only memory
@@ -14,16 +14,21 @@
 //!   teacher forcing (every step at once), and again with scheduled sampling (feeding back its
 //!   own argmax, then its own samples); runs each free (fed its own argmax) on held-out
 //!   sequences of the training length and much longer, and reports teacher-forced loss,
-//!   free-running per-step accuracy and how it decays along the sequence. Then trains the model on the corpus (`--corpus`, default tiny-shakespeare)
-//!   next to the hidden-to-hidden model: with `y(t-1) = x(t)` it sees only the current
+//!   free-running per-step accuracy and how it decays along the sequence. Then trains the
+//!   model on the corpus (`--corpus`, default tiny-shakespeare) next to the hidden-to-hidden
+//!   model: with `y(t-1) = x(t)` it sees only the current
 //!   character, so it can do no better than a bigram model.
 //! - `--task xor`: Elman's temporal XOR (triples `a, b, a XOR b`, predict the next bit) and the
 //!   running parity, for the hidden-to-hidden, output-to-hidden and both-recurrences models.
 //! - `--task bench`: time of one teacher-forced forward + backward pass, all steps at once vs
 //!   one step at a time, at `--bench-lens`.
 //!
-//! Writes `config.json`, `model.mpk` (the teacher-forced running-sum model for `sum`) and
-//! `metrics.json` to `--out`; the last line of stdout is the metrics JSON.
+//! The tasks' data comes from `unfold_data::tasks::sums`. Every model is trained by one loop,
+//! written against `unfold_nn::SequenceModel` (what is fed back is in the `UnrollOptions`).
+//!
+//! Writes `config.json`, `model.mpk` (the teacher-forced running-sum model for `sum`),
+//! `metrics.json` and the loss curves of every training run (`curves/*/loss.{csv,svg}`) to
+//! `--out`; the last line of stdout is the metrics JSON.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,23 +36,26 @@ use std::time::{Duration, Instant};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend as _;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
 
-use unfold::backend::{self, Backend, TrainBackend};
-use unfold::cli::{self, CommonArgs, Defaults};
-use unfold::data::{sequential_batches, Corpus, TokenBatch, WindowSampler};
-use unfold::nn::jordan::{
-    ElmanJordanRnn, ElmanJordanRnnConfig, Feedback, Forcing, JordanRnn, JordanRnnConfig,
-    TeacherSchedule,
+use unfold_data::tasks::sums::{
+    accuracy_by_position, running_parity, running_sums, temporal_xor, Generator, Sequences,
 };
-use unfold::nn::sample::{generate, GenerateConfig, Sampling};
-use unfold::nn::{sequence_nll, ElmanRnn, ElmanRnnConfig, Error, Reduction, Result, UnrollOptions};
-use unfold::output::{NonFiniteGuard, RunDir};
-use unfold::viz::{write_loss_curves, LossHistory};
+use unfold_data::{sequential_batches, Corpus, TokenBatch, Vocab, WindowSampler};
+use unfold_lab::backend::{self, Backend, TrainBackend};
+use unfold_lab::cli::{self, CommonArgs, Defaults};
+use unfold_lab::progress::Progress;
+use unfold_lab::{exit_on_error, Result};
+use unfold_nn::checkpoint::{self, NonFiniteGuard, RunDir};
+use unfold_nn::sample::{generate, GenerateConfig, Sampling};
+use unfold_nn::{
+    sequence_nll, Autoregressive, ElmanJordanRnnConfig, ElmanRnnConfig, Error, Feedback, Forcing, JordanRnn,
+    JordanRnnConfig, Reduction, SequenceModel, TeacherSchedule, UnrollOptions,
+};
+use unfold_viz::{write_loss_curves, LossHistory};
 
 type Device = backend::Device;
 
@@ -162,10 +170,7 @@ const DEFAULTS: Defaults = Defaults {
 
 fn main() {
     let args: Args = cli::parse(&DEFAULTS);
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(|| run(args));
 }
 
 fn run(args: Args) -> Result<()> {
@@ -190,11 +195,11 @@ fn run(args: Args) -> Result<()> {
     let mut metrics = metrics;
     metrics["wall_s"] = started.elapsed().as_secs_f64().into();
     metrics["backend"] = backend::NAME.into();
-    unfold::output::finish(&out, &metrics)
+    Ok(checkpoint::finish(&out, &metrics)?)
 }
 
 /// Flags that clap accepts but the run cannot use.
-fn check_args(args: &Args) -> Result<()> {
+fn check_args(args: &Args) -> unfold_nn::Result<()> {
     let common = &args.common;
     common.validate(&[
         ("--eval-every", args.eval_every),
@@ -254,33 +259,6 @@ fn schedule(args: &Args) -> TeacherSchedule {
     }
 }
 
-fn progress(len: usize, label: &str) -> ProgressBar {
-    ProgressBar::new(len as u64).with_style(
-        ProgressStyle::with_template(&format!(
-            "{label:>14} {{bar:30}} {{pos}}/{{len}}  {{msg}}  [{{elapsed_precise}} < {{eta_precise}}]"
-        ))
-        .expect("valid template"),
-    )
-}
-
-/// Prints a line above the progress bar (or on stderr when the bar is hidden).
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-fn ids_tensor<B: burn::tensor::backend::Backend>(
-    rows: &[Vec<usize>],
-    device: &B::Device,
-) -> Tensor<B, 2, Int> {
-    let time = rows[0].len();
-    let data: Vec<i64> = rows.iter().flatten().map(|&id| id as i64).collect();
-    Tensor::from_data(TensorData::new(data, [rows.len(), time]), device)
-}
-
 fn to_rows(t: Tensor<Backend, 2, Int>) -> Vec<Vec<usize>> {
     let [_, time] = t.dims();
     let values: Vec<i64> = t.into_data().convert::<i64>().into_vec().expect("ids");
@@ -294,94 +272,6 @@ fn to_rows(t: Tensor<Backend, 2, Int>) -> Vec<Vec<usize>> {
 fn predictions(logits: Tensor<Backend, 3>) -> Vec<Vec<usize>> {
     let [batch, time, _] = logits.dims();
     to_rows(logits.argmax(2).reshape([batch, time]))
-}
-
-/// A batch of input sequences and their targets, on the host.
-#[derive(Debug, Clone)]
-struct Sequences {
-    inputs: Vec<Vec<usize>>,
-    targets: Vec<Vec<usize>>,
-}
-
-impl Sequences {
-    fn tensors<B: burn::tensor::backend::Backend>(
-        &self,
-        device: &B::Device,
-    ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
-        (
-            ids_tensor(&self.inputs, device),
-            ids_tensor(&self.targets, device),
-        )
-    }
-}
-
-/// Running sum mod 10 of uniform digits.
-fn running_sums(count: usize, len: usize, rng: &mut StdRng) -> Sequences {
-    let inputs: Vec<Vec<usize>> = (0..count)
-        .map(|_| (0..len).map(|_| rng.random_range(0..10)).collect())
-        .collect();
-    let targets = inputs
-        .iter()
-        .map(|x| {
-            x.iter()
-                .scan(0, |sum, &d| {
-                    *sum = (*sum + d) % 10;
-                    Some(*sum)
-                })
-                .collect()
-        })
-        .collect();
-    Sequences { inputs, targets }
-}
-
-/// Elman's temporal XOR: a stream of triples `a, b, a XOR b`; the target is the next bit.
-fn temporal_xor(count: usize, len: usize, rng: &mut StdRng) -> Sequences {
-    let mut inputs = Vec::with_capacity(count);
-    let mut targets = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut bits = Vec::with_capacity(len + 3);
-        while bits.len() < len + 1 {
-            let (a, b) = (rng.random_range(0..2), rng.random_range(0..2));
-            bits.extend([a, b, a ^ b]);
-        }
-        inputs.push(bits[..len].to_vec());
-        targets.push(bits[1..len + 1].to_vec());
-    }
-    Sequences { inputs, targets }
-}
-
-/// Random bits; the target is the parity of all bits so far.
-fn running_parity(count: usize, len: usize, rng: &mut StdRng) -> Sequences {
-    let inputs: Vec<Vec<usize>> = (0..count)
-        .map(|_| (0..len).map(|_| rng.random_range(0..2)).collect())
-        .collect();
-    let targets = inputs
-        .iter()
-        .map(|x| {
-            x.iter()
-                .scan(0, |p, &b| {
-                    *p ^= b;
-                    Some(*p)
-                })
-                .collect()
-        })
-        .collect();
-    Sequences { inputs, targets }
-}
-
-/// Per-step accuracy of `predicted` against `targets`, at each position.
-fn accuracy_by_position(predicted: &[Vec<usize>], targets: &[Vec<usize>]) -> Vec<f64> {
-    let len = targets[0].len();
-    (0..len)
-        .map(|t| {
-            let right = predicted
-                .iter()
-                .zip(targets)
-                .filter(|(p, y)| p[t] == y[t])
-                .count();
-            right as f64 / targets.len() as f64
-        })
-        .collect()
 }
 
 /// `<out>/curves/<label as a file name>/`: where one training run's loss curves go.
@@ -412,113 +302,59 @@ fn mean(values: &[f64]) -> f64 {
 // Training the models that feed back (one loop for every task).
 // ---------------------------------------------------------------------------------------------
 
-/// A model the loops below can train and evaluate.
-trait Trainee: AutodiffModule<TrainBackend> {
-    /// Its topology, for tables.
-    const NAME: &'static str;
+/// The three topologies the tables compare. Each is a `SequenceModel` of its own (an
+/// `ElmanRnn`, or an `OutputFeedbackRnn` with or without the hidden path); this says what the
+/// tables call it and whether free running differs from teacher forcing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// `ElmanRnn`.
+    HiddenToHidden,
+    /// `JordanRnn`.
+    OutputToHidden,
+    /// `ElmanJordanRnn`.
+    Both,
+}
 
-    /// Logits of a training batch (the hidden-to-hidden model ignores the forcing: nothing
-    /// of its output is fed back).
-    fn train_logits(
-        &self,
-        x: Tensor<TrainBackend, 2, Int>,
-        y: Tensor<TrainBackend, 2, Int>,
-        forcing: &Forcing,
-    ) -> Result<Tensor<TrainBackend, 3>>;
-
-    /// Logits on held-out data without gradients: teacher-forced (`free` = None) or free
-    /// running with that feedback.
-    fn eval_logits(
-        &self,
-        x: Tensor<Backend, 2, Int>,
-        y: Tensor<Backend, 2, Int>,
-        free: Option<Feedback>,
-    ) -> Result<Tensor<Backend, 3>>;
+impl Topology {
+    /// Its name in the tables.
+    fn name(self) -> &'static str {
+        match self {
+            Topology::HiddenToHidden => "hidden-to-hidden",
+            Topology::OutputToHidden => "output-to-hidden",
+            Topology::Both => "both",
+        }
+    }
 
     /// Whether its outputs are fed back (so that free running differs from teacher forcing).
-    const FEEDS_BACK: bool = true;
-}
-
-fn forcing_of(free: Option<Feedback>) -> Forcing {
-    match free {
-        None => Forcing::TeacherForced,
-        Some(feedback) => Forcing::FreeRunning { feedback, seed: 0 },
+    fn feeds_back(self) -> bool {
+        self != Topology::HiddenToHidden
     }
 }
 
-impl Trainee for ElmanRnn<TrainBackend> {
-    const NAME: &'static str = "hidden-to-hidden";
-    const FEEDS_BACK: bool = false;
-
-    fn train_logits(
-        &self,
-        x: Tensor<TrainBackend, 2, Int>,
-        _: Tensor<TrainBackend, 2, Int>,
-        _: &Forcing,
-    ) -> Result<Tensor<TrainBackend, 3>> {
-        Ok(self.try_forward(x, &UnrollOptions::new())?.logits)
-    }
-
-    fn eval_logits(
-        &self,
-        x: Tensor<Backend, 2, Int>,
-        _: Tensor<Backend, 2, Int>,
-        _: Option<Feedback>,
-    ) -> Result<Tensor<Backend, 3>> {
-        Ok(self.valid().try_forward(x, &UnrollOptions::new())?.logits)
-    }
+/// The options of a pass under `forcing`, `y` the true outputs a model that feeds its outputs
+/// back receives where the forcing feeds them (a hidden-to-hidden model ignores them; it takes
+/// teacher forcing only, the default).
+fn forced(forcing: Forcing, y: Tensor<TrainBackend, 2, Int>) -> UnrollOptions<TrainBackend> {
+    UnrollOptions::new().with_forcing(forcing).with_teacher(y)
 }
 
-impl Trainee for JordanRnn<TrainBackend> {
-    const NAME: &'static str = "output-to-hidden";
-
-    fn train_logits(
-        &self,
-        x: Tensor<TrainBackend, 2, Int>,
-        y: Tensor<TrainBackend, 2, Int>,
-        forcing: &Forcing,
-    ) -> Result<Tensor<TrainBackend, 3>> {
-        Ok(self.try_forward(x, Some(y), forcing)?.logits)
-    }
-
-    fn eval_logits(
-        &self,
-        x: Tensor<Backend, 2, Int>,
-        y: Tensor<Backend, 2, Int>,
-        free: Option<Feedback>,
-    ) -> Result<Tensor<Backend, 3>> {
-        Ok(self
-            .valid()
-            .try_forward(x, Some(y), &forcing_of(free))?
-            .logits)
-    }
-}
-
-impl Trainee for ElmanJordanRnn<TrainBackend> {
-    const NAME: &'static str = "both";
-
-    fn train_logits(
-        &self,
-        x: Tensor<TrainBackend, 2, Int>,
-        y: Tensor<TrainBackend, 2, Int>,
-        forcing: &Forcing,
-    ) -> Result<Tensor<TrainBackend, 3>> {
-        Ok(self
-            .try_forward(x, Some(y), forcing, &UnrollOptions::new())?
-            .logits)
-    }
-
-    fn eval_logits(
-        &self,
-        x: Tensor<Backend, 2, Int>,
-        y: Tensor<Backend, 2, Int>,
-        free: Option<Feedback>,
-    ) -> Result<Tensor<Backend, 3>> {
-        Ok(self
-            .valid()
-            .try_forward(x, Some(y), &forcing_of(free), &UnrollOptions::new())?
-            .logits)
-    }
+/// Logits on held-out data, without gradients: teacher-forced (`free` = None) or, for a model
+/// that feeds its outputs back, free running with that feedback (a hidden-to-hidden model has
+/// nothing to feed back: free running is the same run).
+fn eval_logits<M: SequenceModel<Backend>>(
+    model: &M,
+    topology: Topology,
+    x: Tensor<Backend, 2, Int>,
+    y: Tensor<Backend, 2, Int>,
+    free: Option<Feedback>,
+) -> Result<Tensor<Backend, 3>> {
+    let options = match free {
+        Some(feedback) if topology.feeds_back() => {
+            UnrollOptions::new().with_forcing(Forcing::FreeRunning { feedback, seed: 0 })
+        }
+        _ => UnrollOptions::new().teacher_forced(y),
+    };
+    Ok(model.try_forward(x, &options)?.logits)
 }
 
 /// Trains `model` on fresh batches from `data(step)`, with teacher forcing, or with scheduled
@@ -529,7 +365,7 @@ impl Trainee for ElmanJordanRnn<TrainBackend> {
 /// Returns the model, the mean training loss since the last evaluation, and the training
 /// throughput in tokens per second (evaluation time excluded).
 #[allow(clippy::too_many_arguments)]
-fn train<M: Trainee>(
+fn train<M>(
     mut model: M,
     args: &Args,
     label: &str,
@@ -537,11 +373,14 @@ fn train<M: Trainee>(
     scheduled: Option<(TeacherSchedule, Feedback)>,
     curves: Option<&Path>,
     mut data: impl FnMut(usize) -> (Tensor<TrainBackend, 2, Int>, Tensor<TrainBackend, 2, Int>),
-    mut eval: impl FnMut(usize, f64, &M, &ProgressBar) -> Result<Option<f64>>,
-) -> Result<(M, f64, f64)> {
+    mut eval: impl FnMut(usize, f64, &M, &Progress) -> Result<Option<f64>>,
+) -> Result<(M, f64, f64)>
+where
+    M: SequenceModel<TrainBackend> + AutodiffModule<TrainBackend>,
+{
     let mut optimizer = AdamConfig::new().init::<TrainBackend, M>();
     let mut history = LossHistory::new();
-    let bar = progress(steps, label);
+    let bar = Progress::new(steps, 0, &format!("{label:>14}"));
     let mut recent = Vec::new();
     let mut train_loss = f64::NAN;
     let mut tokens = 0usize;
@@ -562,14 +401,11 @@ fn train<M: Trainee>(
                     .wrapping_add(step as u64),
             )?,
         };
-        let logits = model.train_logits(x, y.clone(), &forcing)?;
+        let logits = model.try_forward(x, &forced(forcing, y.clone()))?.logits;
         let loss = sequence_nll(logits, y, None, Reduction::MeanPerToken);
         let value = loss.clone().into_scalar() as f64;
         // Stops before the step is applied, or skips it (--skip-nonfinite).
-        if guard
-            .check_loss(step, value)
-            .inspect_err(|_| bar.abandon())?
-        {
+        if guard.check_loss(step, value).inspect_err(|_| bar.finish())? {
             recent.push(value);
             history.push_train(step, value);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -579,7 +415,7 @@ fn train<M: Trainee>(
             train_loss = mean(&recent);
             recent.clear();
             let eval_started = Instant::now();
-            if let Some(val_loss) = eval(step, train_loss, &model, &bar)? {
+            if let Some(val_loss) = eval(step, train_loss, &model, &bar).inspect_err(|_| bar.finish())? {
                 history.push_val(step, val_loss);
             }
             if let Some(dir) = curves {
@@ -599,10 +435,9 @@ fn train<M: Trainee>(
             } => format!("  ε {teacher_probability:.2}"),
             _ => String::new(),
         };
-        bar.set_message(format!("loss {value:.3}{epsilon}"));
-        bar.inc(1);
+        bar.step(format!("loss {value:.3}{epsilon}"));
     }
-    bar.finish_and_clear();
+    bar.finish();
     let tokens_per_s = tokens as f64 / (started.elapsed() - eval_time).as_secs_f64();
     Ok((model, train_loss, tokens_per_s))
 }
@@ -660,7 +495,7 @@ fn stretches(acc: &[f64], train_len: usize) -> Vec<(String, f64)> {
 
 /// Teacher-forced loss and accuracy on the validation set, free-running accuracy on it and on
 /// the long set.
-fn evaluate_sum<M: Trainee>(
+fn evaluate_sum<M: SequenceModel<Backend>>(
     model: &M,
     sets: &SumEvalSets,
     free: Feedback,
@@ -668,18 +503,19 @@ fn evaluate_sum<M: Trainee>(
     train_loss: f64,
     device: &Device,
 ) -> Result<SumEval> {
+    let topology = Topology::OutputToHidden;
     let (x, y) = sets.val.tensors::<Backend>(device);
-    let logits = model.eval_logits(x.clone(), y.clone(), None)?;
+    let logits = eval_logits(model, topology, x.clone(), y.clone(), None)?;
     let val_loss =
         sequence_nll(logits.clone(), y.clone(), None, Reduction::MeanPerToken).into_scalar() as f64;
     let val_acc = mean(&accuracy_by_position(
         &predictions(logits),
         &sets.val.targets,
-    ));
-    let short = predictions(model.eval_logits(x, y, Some(free))?);
+    )?);
+    let short = predictions(eval_logits(model, topology, x, y, Some(free))?);
     let (x, y) = sets.long.tensors::<Backend>(device);
-    let long = predictions(model.eval_logits(x, y, Some(free))?);
-    let long_acc = accuracy_by_position(&long, &sets.long.targets);
+    let long = predictions(eval_logits(model, topology, x, y, Some(free))?);
+    let long_acc = accuracy_by_position(&long, &sets.long.targets)?;
     let all_correct = long
         .iter()
         .zip(&sets.long.targets)
@@ -690,7 +526,7 @@ fn evaluate_sum<M: Trainee>(
         train_loss,
         val_loss,
         val_acc,
-        free_run_acc: mean(&accuracy_by_position(&short, &sets.val.targets)),
+        free_run_acc: mean(&accuracy_by_position(&short, &sets.val.targets)?),
         free_run_acc_long: mean(&long_acc),
         long_acc_by_position: stretches(&long_acc, sets.val.targets[0].len()),
         long_all_correct: all_correct as f64 / long.len() as f64,
@@ -783,12 +619,12 @@ fn task_sum(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
             Some(&curves_dir(out.path(), &format!("sum {training}"))),
             |_| running_sums(common.batch, common.seq_len, &mut data_rng).tensors(device),
             |step, train_loss, model, bar| {
-                let eval = evaluate_sum(model, &sets, free, step, train_loss, device)?;
+                let eval = evaluate_sum(&model.valid(), &sets, free, step, train_loss, device)?;
                 if !header_said {
-                    say(bar, sum_header(&eval));
+                    bar.say(sum_header(&eval));
                     header_said = true;
                 }
-                say(bar, sum_line(&training, &eval));
+                bar.say(sum_line(&training, &eval));
                 let val_loss = eval.val_loss;
                 history.push(eval);
                 Ok(Some(val_loss))
@@ -875,8 +711,14 @@ fn corpus_comparison(args: &Args, out: &RunDir, device: &Device) -> Result<serde
         device,
     };
     let rows = vec![
-        run.train(JordanRnnConfig::new(k, args.corpus_hidden, k).init::<TrainBackend>(device))?,
-        run.train(ElmanRnnConfig::new(k, args.corpus_hidden, k).init::<TrainBackend>(device))?,
+        run.train(
+            JordanRnnConfig::new(k, args.corpus_hidden, k).try_init::<TrainBackend>(device)?,
+            Topology::OutputToHidden,
+        )?,
+        run.train(
+            ElmanRnnConfig::new(k, args.corpus_hidden, k).try_init::<TrainBackend>(device)?,
+            Topology::HiddenToHidden,
+        )?,
     ];
     eprintln!(
         "{:>18} | {:>14}\n{}",
@@ -905,7 +747,7 @@ struct CorpusRun<'a> {
     args: &'a Args,
     train_ids: &'a [usize],
     val_batches: &'a [TokenBatch<Backend>],
-    vocab: &'a unfold::data::Vocab,
+    vocab: &'a Vocab,
     prompt: &'a [usize],
     out: &'a RunDir,
     device: &'a Device,
@@ -914,13 +756,13 @@ struct CorpusRun<'a> {
 impl CorpusRun<'_> {
     /// Trains `model` with teacher forcing on corpus windows, reports its validation loss and
     /// a sample from the shared `generate`.
-    fn train<M>(&self, model: M) -> Result<serde_json::Value>
+    fn train<M>(&self, model: M, topology: Topology) -> Result<serde_json::Value>
     where
-        M: Trainee,
-        M::InnerModule: unfold::nn::sample::Autoregressive<Backend>,
+        M: SequenceModel<TrainBackend> + AutodiffModule<TrainBackend>,
+        M::InnerModule: Autoregressive<Backend>,
     {
         let (args, device) = (self.args, self.device);
-        let name = M::NAME;
+        let name = topology.name();
         let parameters = model.num_params();
         let mut sampler = WindowSampler::new(
             self.train_ids.to_vec(),
@@ -945,22 +787,20 @@ impl CorpusRun<'_> {
                 (inputs, targets)
             },
             |step, train_loss, model, bar| {
+                let model = model.valid();
                 let mut total = 0.0;
                 let mut tokens = 0;
                 for batch in self.val_batches {
-                    let logits =
-                        model.eval_logits(batch.inputs.clone(), batch.targets.clone(), None)?;
+                    let (x, y) = (batch.inputs.clone(), batch.targets.clone());
+                    let logits = eval_logits(&model, topology, x, y, None)?;
                     total += sequence_nll(logits, batch.targets.clone(), None, Reduction::Sum)
                         .into_scalar() as f64;
                     tokens += batch.batch_size() * batch.seq_len();
                 }
                 val_loss = total / tokens as f64;
-                say(
-                    bar,
-                    format!(
-                        "{name:>18} step {step:>5}  train {train_loss:.3}  val {val_loss:.3} nats/char"
-                    ),
-                );
+                bar.say(format!(
+                    "{name:>18} step {step:>5}  train {train_loss:.3}  val {val_loss:.3} nats/char"
+                ));
                 Ok(Some(val_loss))
             },
         )?;
@@ -1004,8 +844,8 @@ fn task_xor(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
     let mut rows = Vec::new();
     for seed in (0..args.repeats as u64).map(|i| common.seed + i) {
         for (task, make) in [
-            ("temporal XOR", temporal_xor as Maker),
-            ("running parity", running_parity as Maker),
+            ("temporal XOR", temporal_xor as Generator),
+            ("running parity", running_parity as Generator),
         ] {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1));
             let val = make(args.eval_sequences, len, &mut rng);
@@ -1021,11 +861,14 @@ fn task_xor(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
             };
             let h = common.hidden;
             TrainBackend::seed(device, seed);
-            rows.push(run.train(ElmanRnnConfig::new(2, h, 2).init::<TrainBackend>(device))?);
+            let model = ElmanRnnConfig::new(2, h, 2).try_init::<TrainBackend>(device)?;
+            rows.push(run.train(model, Topology::HiddenToHidden)?);
             TrainBackend::seed(device, seed);
-            rows.push(run.train(JordanRnnConfig::new(2, h, 2).init::<TrainBackend>(device))?);
+            let model = JordanRnnConfig::new(2, h, 2).try_init::<TrainBackend>(device)?;
+            rows.push(run.train(model, Topology::OutputToHidden)?);
             TrainBackend::seed(device, seed);
-            rows.push(run.train(ElmanJordanRnnConfig::new(2, h, 2).init::<TrainBackend>(device))?);
+            let model = ElmanJordanRnnConfig::new(2, h, 2).try_init::<TrainBackend>(device)?;
+            rows.push(run.train(model, Topology::Both)?);
         }
     }
     // Mean over the seeds, and in how many runs the accuracy reached 0.99.
@@ -1091,14 +934,12 @@ fn task_xor(args: &Args, out: &RunDir, device: &Device) -> Result<serde_json::Va
     }))
 }
 
-type Maker = fn(usize, usize, &mut StdRng) -> Sequences;
-
 /// One model on one of the two bit tasks.
 struct XorRun<'a> {
     args: &'a Args,
     seed: u64,
     task: &'static str,
-    make: Maker,
+    make: Generator,
     val: &'a Sequences,
     len: usize,
     out: &'a RunDir,
@@ -1106,8 +947,13 @@ struct XorRun<'a> {
 }
 
 impl XorRun<'_> {
-    fn train<M: Trainee>(&self, model: M) -> Result<serde_json::Value> {
-        let (common, device, task, name) = (&self.args.common, self.device, self.task, M::NAME);
+    fn train<M>(&self, model: M, topology: Topology) -> Result<serde_json::Value>
+    where
+        M: SequenceModel<TrainBackend> + AutodiffModule<TrainBackend>,
+        M::InnerModule: SequenceModel<Backend>,
+    {
+        let (common, device, task) = (&self.args.common, self.device, self.task);
+        let name = topology.name();
         let mut data_rng = StdRng::seed_from_u64(self.seed.wrapping_add(2));
         // Curves of the first seed's runs (the others differ only by seed).
         let curves = (self.seed == common.seed)
@@ -1121,24 +967,22 @@ impl XorRun<'_> {
             curves.as_deref(),
             |_| (self.make)(common.batch, self.len, &mut data_rng).tensors(device),
             |step, train_loss, _, bar| {
-                say(
-                    bar,
-                    format!(
-                        "{task:>15} {name:>17} seed {} step {step:>5}  train {train_loss:.4}",
-                        self.seed
-                    ),
-                );
+                bar.say(format!(
+                    "{task:>15} {name:>17} seed {} step {step:>5}  train {train_loss:.4}",
+                    self.seed
+                ));
                 Ok(None)
             },
         )?;
+        let model = model.valid();
         let (x, y) = self.val.tensors::<Backend>(device);
-        let logits = model.eval_logits(x.clone(), y.clone(), None)?;
+        let logits = eval_logits(&model, topology, x.clone(), y.clone(), None)?;
         let val_loss = sequence_nll(logits.clone(), y.clone(), None, Reduction::MeanPerToken)
             .into_scalar() as f64;
-        let by_position = accuracy_by_position(&predictions(logits), &self.val.targets);
-        let free = if M::FEEDS_BACK {
-            let logits = model.eval_logits(x, y, Some(Feedback::Argmax))?;
-            accuracy_by_position(&predictions(logits), &self.val.targets)
+        let by_position = accuracy_by_position(&predictions(logits), &self.val.targets)?;
+        let free = if topology.feeds_back() {
+            let logits = eval_logits(&model, topology, x, y, Some(Feedback::Argmax))?;
+            accuracy_by_position(&predictions(logits), &self.val.targets)?
         } else {
             by_position.clone() // nothing is fed back: free running is the same run
         };
@@ -1179,7 +1023,7 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
     let common = &args.common;
     let classes = 65; // the size of tiny-shakespeare's vocabulary
     let model: JordanRnn<TrainBackend> =
-        JordanRnnConfig::new(classes, args.bench_hidden, classes).init(device);
+        JordanRnnConfig::new(classes, args.bench_hidden, classes).try_init(device)?;
     eprintln!(
         "jordan: one teacher-forced forward + backward pass, batch {}, hidden {}, {classes} classes, median of {} runs, backend {}",
         common.batch,
@@ -1200,12 +1044,17 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
                 .map(|_| (0..time).map(|_| rng.random_range(0..classes)).collect())
                 .collect()
         };
-        let x = ids_tensor::<TrainBackend>(&random(&mut rng), device);
-        let y = ids_tensor::<TrainBackend>(&random(&mut rng), device);
+        let (x, y) = Sequences {
+            inputs: random(&mut rng),
+            targets: random(&mut rng),
+            vocab_size: classes,
+        }
+        .tensors::<TrainBackend>(device);
+        let teacher_forced = UnrollOptions::new().teacher_forced(y.clone());
         // The work both passes share, timed alone: the readout and the loss, forward and
         // backward, from fixed states (what running in parallel cannot remove).
         let states = model
-            .try_forward(x.clone(), Some(y.clone()), &Forcing::TeacherForced)?
+            .try_forward(x.clone(), &teacher_forced)?
             .states
             .detach()
             .require_grad();
@@ -1219,13 +1068,9 @@ fn task_bench(args: &Args, device: &Device) -> Result<serde_json::Value> {
         let time_it = |sequential: bool| -> Result<f64> {
             median_ms(args.bench_reps, || {
                 let output = if sequential {
-                    model.try_forward_sequential(
-                        x.clone(),
-                        Some(y.clone()),
-                        &Forcing::TeacherForced,
-                    )?
+                    model.try_forward_sequential(x.clone(), &teacher_forced)?
                 } else {
-                    model.try_forward(x.clone(), Some(y.clone()), &Forcing::TeacherForced)?
+                    model.try_forward(x.clone(), &teacher_forced)?
                 };
                 let loss = sequence_nll(output.logits, y.clone(), None, Reduction::MeanPerToken);
                 let grads = loss.backward();

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use unfold::viz::{dot_available, CellNames, DiagramWriter, Feedback, Graph, Svg, Topology};
+use unfold_viz::{dot_available, CellNames, DiagramWriter, Feedback, Graph, Svg, Topology};
 
 type Edges = BTreeSet<(String, String, Option<String>)>;
 

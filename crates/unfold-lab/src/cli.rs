@@ -1,4 +1,4 @@
-//! Command-line flags every example shares, with per-example defaults.
+//! Command-line flags every example and experiment shares, with per-program defaults.
 
 use std::path::PathBuf;
 
@@ -37,8 +37,8 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Checks the shared flags, plus the example's own counts in `counts` (`(flag, value)`,
     /// each at least 1): clap accepts `--hidden 0` or `--lr nan`; training could not use them.
-    pub fn validate(&self, counts: &[(&'static str, usize)]) -> crate::nn::Result<()> {
-        use crate::nn::Error;
+    pub fn validate(&self, counts: &[(&'static str, usize)]) -> unfold_nn::Result<()> {
+        use unfold_nn::Error;
         let shared = [
             ("--hidden", self.hidden),
             ("--seq-len", self.seq_len),

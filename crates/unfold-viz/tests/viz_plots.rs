@@ -1,13 +1,13 @@
-//! Training curves and hidden-state views, written through `unfold::viz` to a scratch directory
+//! Training curves and hidden-state views, written through `unfold_viz` to a scratch directory
 //! and read back: the CSV rows, and SVG files that are whole documents with the expected marks
 //! (a line per loss curve, a cell per unit and character, a point per state).
 
 use std::path::PathBuf;
 
 use burn::module::Initializer;
-use unfold::data::Corpus;
-use unfold::nn::{ElmanRnn, ElmanRnnConfig, Error};
-use unfold::viz::{
+use unfold_data::Corpus;
+use unfold_nn::{ElmanRnn, ElmanRnnConfig, Error};
+use unfold_viz::{
     write_hidden_heatmap, write_hidden_pca, write_loss_curves, HeatmapConfig, HiddenStates,
     LossHistory,
 };
