@@ -2,8 +2,9 @@
 //!
 //! The library itself is generic over any Burn `Backend`; only binaries pick one:
 //! - `ndarray` (default): CPU, `burn-ndarray`.
-//! - `wgpu`: GPU through wgpu (Vulkan on Linux and Windows, Metal on macOS); wins when both
-//!   features are on.
+//! - `wgpu`: GPU through wgpu (Vulkan on Linux and Windows, Metal on macOS); wins over
+//!   `ndarray`.
+//! - `cuda`: NVIDIA GPU through CUDA (`burn-cuda`); wins over both.
 //!
 //! Binaries get their device from [`try_device`] (or [`device`]), which for wgpu finds the
 //! adapter first: a machine without a GPU driver gets an [`Error::NoDevice`] naming what to
@@ -15,11 +16,19 @@
 //! `CUBECL_WGPU_DEFAULT_DEVICE` to `DiscreteGpu(N)`, `IntegratedGpu(N)`, `VirtualGpu(N)` or `Cpu`
 //! to choose another.
 
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 use crate::error::Error;
 use crate::error::Result;
 
-#[cfg(feature = "wgpu")]
+#[cfg(feature = "cuda")]
+mod chosen {
+    /// The inference backend.
+    pub type Backend = burn::backend::Cuda;
+    /// Human-readable name, for logs and `metrics.json`.
+    pub const NAME: &str = "cuda";
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 mod chosen {
     /// The inference backend.
     pub type Backend = burn::backend::Wgpu;
@@ -27,7 +36,7 @@ mod chosen {
     pub const NAME: &str = "wgpu";
 }
 
-#[cfg(all(feature = "ndarray", not(feature = "wgpu")))]
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
 mod chosen {
     /// The inference backend.
     pub type Backend = burn::backend::NdArray;
@@ -35,8 +44,8 @@ mod chosen {
     pub const NAME: &str = "ndarray";
 }
 
-#[cfg(not(any(feature = "ndarray", feature = "wgpu")))]
-compile_error!("unfold-lab needs a backend: enable the `ndarray` or `wgpu` feature");
+#[cfg(not(any(feature = "ndarray", feature = "wgpu", feature = "cuda")))]
+compile_error!("unfold-lab needs a backend: enable the `ndarray`, `wgpu` or `cuda` feature");
 
 pub use chosen::{Backend, NAME};
 
@@ -52,7 +61,17 @@ pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;
 /// Call it before anything else touches the device: wgpu's device is set up by whichever
 /// comes first, and only this path can report a missing adapter as an error.
 pub fn try_device() -> Result<Device> {
-    #[cfg(feature = "wgpu")]
+    #[cfg(feature = "cuda")]
+    if let Err(problem) = cuda_probe::device() {
+        return Err(Error::NoDevice {
+            backend: NAME,
+            problem: problem.clone(),
+            fix: "Install the NVIDIA driver (libcuda) and check that `nvidia-smi` sees the GPU; \
+                  or build without `--features cuda`"
+                .into(),
+        });
+    }
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
     if let Err(problem) = wgpu_probe::adapter() {
         return Err(Error::NoDevice {
             backend: NAME,
@@ -79,20 +98,61 @@ pub fn device() -> Device {
 /// What the examples run on, in words: `ndarray (CPU)`, or `wgpu on <adapter> [<graphics
 /// API>, <device type>, <driver>]`. Probes the wgpu adapter like [`try_device`].
 pub fn describe() -> String {
-    #[cfg(feature = "wgpu")]
+    #[cfg(feature = "cuda")]
+    {
+        match cuda_probe::device() {
+            Ok(()) => format!("{NAME} on device 0"),
+            Err(problem) => format!("{NAME} without a device ({problem})"),
+        }
+    }
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
     {
         match wgpu_probe::adapter() {
             Ok(adapter) => format!("{NAME} on {adapter}"),
             Err(problem) => format!("{NAME} without a device ({problem})"),
         }
     }
-    #[cfg(not(feature = "wgpu"))]
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     {
         format!("{NAME} (CPU)")
     }
 }
 
-#[cfg(feature = "wgpu")]
+#[cfg(feature = "cuda")]
+mod cuda_probe {
+    //! Finding the CUDA device without letting cubecl-cuda's panic through: like wgpu, Burn
+    //! sets the device up lazily and panics when there is no driver or GPU, so the probe
+    //! makes one tiny tensor and catches that panic.
+
+    use std::panic;
+    use std::sync::OnceLock;
+
+    use burn::tensor::Tensor;
+
+    static DEVICE: OnceLock<Result<(), String>> = OnceLock::new();
+
+    /// `Ok` when the default CUDA device runs a kernel, else what went wrong. Probed once.
+    pub fn device() -> &'static Result<(), String> {
+        DEVICE.get_or_init(|| {
+            let hook = panic::take_hook();
+            panic::set_hook(Box::new(|_| {}));
+            let run = panic::catch_unwind(|| {
+                let device = Default::default();
+                Tensor::<super::Backend, 1>::ones([1], &device).into_data()
+            });
+            panic::set_hook(hook);
+            run.map(|_| ()).map_err(|payload| {
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "cubecl-cuda panicked while setting up the device".into())
+            })
+        })
+    }
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 mod wgpu_probe {
     //! Finding the wgpu adapter without letting wgpu's panic through.
     //!

@@ -3,7 +3,7 @@
 //!
 //! `cargo test --release -p unfold-lab --features wgpu --test wgpu_device -- --nocapture`
 //! (on a machine without a GPU, Mesa's llvmpipe is the adapter; `.ci/run` installs it).
-#![cfg(feature = "wgpu")]
+#![cfg(all(feature = "wgpu", not(feature = "cuda")))]
 
 use unfold_lab::backend;
 
