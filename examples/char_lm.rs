@@ -132,6 +132,9 @@ fn train(args: &Args) -> Result<()> {
         .with_num_layers(args.layers)
         .with_nonlinearity(args.nonlinearity)
         .with_dropout(args.dropout);
+    common.check_memory(|hidden_size, batch, time| {
+        ElmanRnnConfig { hidden_size, ..config.clone() }.training_memory(batch, time)
+    })?;
     let mut model: ElmanRnn<TrainBackend> = config.try_init(&device)?;
     let mut optimizer = AdamConfig::new().init();
     let mut sampler = WindowSampler::new(train_ids, common.batch, common.seq_len, common.seed)?;

@@ -80,6 +80,11 @@ fn run(args: &Args) -> Result<()> {
     let sets = task.splits(common.seed, &split)?;
     let device = backend::open()?;
     TrainBackend::seed(&device, common.seed);
+    common.check_memory(|hidden, batch, time| {
+        SequenceEncoderConfig::new(task.vocab_size(), hidden)
+            .classifier(task.num_classes())
+            .training_memory(batch, time)
+    })?;
     let model = SequenceEncoderConfig::new(task.vocab_size(), common.hidden)
         .classifier(task.num_classes())
         .try_init::<TrainBackend>(&device)?;

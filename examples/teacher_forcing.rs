@@ -67,6 +67,9 @@ fn run(args: &Args) -> Result<()> {
     let device = backend::open()?;
     TrainBackend::seed(&device, common.seed);
     let mut rng = StdRng::seed_from_u64(common.seed);
+    common.check_memory(|hidden, batch, time| {
+        JordanRnnConfig::new(10, hidden, 10).training_memory(batch, time)
+    })?;
     let mut model: JordanRnn<TrainBackend> =
         JordanRnnConfig::new(10, common.hidden, 10).try_init(&device)?;
     let mut optimizer = AdamConfig::new().init();

@@ -59,6 +59,25 @@ impl CommonArgs {
         }
         Ok(())
     }
+
+    /// Refuses a `--hidden`, `--batch`, `--seq-len` whose training step cannot fit in the
+    /// memory this process can have, before anything is allocated: `estimate(hidden, batch,
+    /// seq_len)` is the step's need (a config's `training_memory`). The error names the flag
+    /// to shrink, the bytes needed and available, and the largest value that fits, where Rust
+    /// would otherwise abort on the failed allocation.
+    pub fn check_memory(
+        &self,
+        estimate: impl Fn(usize, usize, usize) -> unfold_nn::memory::MemoryEstimate,
+    ) -> unfold_nn::Result<()> {
+        unfold_nn::memory::check_training(
+            &[
+                ("--hidden", self.hidden),
+                ("--batch", self.batch),
+                ("--seq-len", self.seq_len),
+            ],
+            |v| Ok(estimate(v[0], v[1], v[2])),
+        )
+    }
 }
 
 /// One example's defaults for the [`CommonArgs`].

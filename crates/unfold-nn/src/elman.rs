@@ -209,8 +209,9 @@ impl ElmanRnnConfig {
 
     /// What one training step (forward, BPTT, Adam) of `batch` sequences of `time` steps keeps
     /// at its peak, in f32 ([`memory`]): the parameters, their gradients and Adam's moments, and
-    /// per layer and direction the drive, the states and both their gradients, the readout
-    /// loss's `G`, the dropout masks, the token batch.
+    /// per layer and direction seven `[batch, time, hidden]` buffers (the drive, the states and
+    /// both their gradients, and the kernels' temporaries: the measured peak is ≈ 6.5 of them,
+    /// `tests/memory_estimate.rs`), the readout loss's `G`, the dropout masks, the token batch.
     pub fn training_memory(&self, batch: usize, time: usize) -> MemoryEstimate {
         let parameters = self.parameter_count();
         let tokens = memory::mul(&[batch, time]);
@@ -218,7 +219,7 @@ impl ElmanRnnConfig {
         let dirs = self.directions() as u64;
         let dropout_masks = if self.dropout > 0.0 { layers } else { 0 };
         let activations = memory::sum_of_products(&[
-            &[4, tokens, hidden, dirs, layers],
+            &[7, tokens, hidden, dirs, layers],
             &[tokens, self.output_size as u64],
             &[tokens, hidden, dirs, dropout_masks],
             &[4, tokens], // the input and target ids, i64

@@ -179,7 +179,7 @@ pub enum Forcing {
     ///
     /// Targets that depend on the true history (a running sum) do not follow from a wrong
     /// fed-back output: every later target of that sequence then contradicts the model's
-    /// inputs. `examples/jordan.rs` measures it: with [`Feedback::Sample`] the running-sum
+    /// inputs. `cargo run --release -p unfold-lab --bin jordan` measures it: with [`Feedback::Sample`] the running-sum
     /// model, exact under teacher forcing, collapses once ε is small; with
     /// [`Feedback::Argmax`] (never wrong for an exact model) nothing changes.
     Scheduled {
@@ -427,12 +427,13 @@ impl OutputFeedbackRnnConfig {
 
     /// What one teacher-forced training step of `batch` sequences of `time` steps keeps at
     /// its peak, in f32 (see [`memory`]): the parameters with their gradients and Adam's
-    /// moments, the pre-activations, states and both their gradients, the readout loss's `G`,
-    /// the token batch.
+    /// moments, six `[batch, time, hidden]` buffers (the pre-activations, states and both their
+    /// gradients, and the kernels' temporaries: the measured peak is ≈ 5.5 of them,
+    /// `tests/memory_estimate.rs`), the readout loss's `G`, the token batch.
     pub fn training_memory(&self, batch: usize, time: usize) -> MemoryEstimate {
         let tokens = memory::mul(&[batch, time]);
         let activations = memory::sum_of_products(&[
-            &[4, tokens, self.hidden_size as u64],
+            &[6, tokens, self.hidden_size as u64],
             &[tokens, self.output_size as u64],
             &[4, tokens],
         ]);
