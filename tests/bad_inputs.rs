@@ -1,6 +1,6 @@
 //! Every bad input a user can hand unfold gives an `Error` of the right kind whose message names
 //! the argument (or file) and the value given — never a panic inside Burn, never garbage.
-//! One test per row of the README's "Bad input" table; each prints its message
+//! One test per row of the guide's "Errors" table (docs/guide.md §19); each prints its message
 //! (`cargo test --release --test bad_inputs -- --nocapture` lists them all).
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The checkpoint reader on arbitrary bytes: `unfold::output::load_model` (which
+//! The checkpoint reader on arbitrary bytes: `unfold::nn::checkpoint::load_model` (which
 //! `RunDir::load_checkpoint` uses for `model.mpk` and `optimizer.mpk`) reading a file into a
 //! small Elman model. Either an `Error` naming the file, or a model whose parameters are the
 //! right shapes and finite and whose forward pass runs. Never a panic that escapes, never an
@@ -9,7 +9,7 @@ use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor};
 use libfuzzer_sys::fuzz_target;
 use unfold::nn::{ElmanRnn, ElmanRnnConfig, UnrollOptions};
-use unfold::output::{load_model, parameters_are_finite};
+use unfold::nn::checkpoint::{load_model, parameters_are_finite};
 
 type B = NdArray;
 

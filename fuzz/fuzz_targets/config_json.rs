@@ -1,5 +1,5 @@
 //! The JSON readers (`config.json`, `vocab.json`, a checkpoint's `state.json`) on arbitrary
-//! bytes, through `unfold::output::read_json` as the examples use it. Either an `Error` naming
+//! bytes, through `unfold::nn::checkpoint::read_json` as the examples use it. Either an `Error` naming
 //! the file or a value that works: a model config that parses either refuses its sizes or
 //! builds a model that runs. Never a panic.
 #![no_main]
@@ -11,7 +11,7 @@ use unfold::data::Vocab;
 use unfold::nn::{
     ElmanRnnConfig, Forcing, JordanRnnConfig, SequenceClassifierConfig, UnrollOptions,
 };
-use unfold::output::{read_json, LoopState};
+use unfold::nn::checkpoint::{read_json, LoopState};
 
 type B = NdArray;
 

@@ -4,7 +4,7 @@
 //! (Elman's temporal XOR: predicting `a XOR b` needs `a`, which neither `x(t) = b` nor the
 //! fed-back `y(t-1) = b` carries), where it stays at chance.
 //!
-//! `examples/jordan.rs --task xor` runs the full comparison with the hidden-to-hidden model.
+//! `cargo run --release -p unfold-lab --bin jordan -- --task xor` runs the full comparison with the hidden-to-hidden model.
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
