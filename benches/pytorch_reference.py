@@ -33,8 +33,18 @@ except ImportError:
 QUICK = "--quick" in sys.argv
 JSON = "--json" in sys.argv
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+# --device cuda: the GPU rows of benches/gpu.sh (nn.RNN then runs cuDNN's fused kernels).
+DEVICE = torch.device(sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu")
 STEPS, MIN_TIME = (3, 0.3) if QUICK else (20, 3.0)
-SYSTEM = f"PyTorch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)"
+SYSTEM = (f"PyTorch {torch.__version__.split('+')[0]} "
+          + (f"(cuDNN, {torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda"
+             else f"({torch.get_num_threads()} threads)"))
+
+
+def sync():
+    """Waits for the GPU's queued work, so a step's time is the work's, not its launch's."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def emit(workload, system, ms, tokens, peak_mib=float("nan"), cpu_ms=float("nan")):
@@ -51,11 +61,21 @@ def peak_rss_mib():
 
 
 class CharRnn(nn.Module):
-    def __init__(self, vocab, hidden):
+    """Embedding -> nn.RNN / nn.LSTM / nn.GRU (any layers, directions) -> Linear."""
+
+    def __init__(self, vocab, hidden, kind="rnn", layers=1, bidirectional=False,
+                 nonlinearity="tanh"):
         super().__init__()
         self.embed = nn.Embedding(vocab, hidden)  # U x(t) as a lookup (W_ih folded in)
-        self.rnn = nn.RNN(hidden, hidden, batch_first=True, nonlinearity="tanh")
-        self.head = nn.Linear(hidden, vocab)
+        common = dict(num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        if kind == "rnn":
+            self.rnn = nn.RNN(hidden, hidden, nonlinearity=nonlinearity, **common)
+        else:
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind](hidden, hidden, **common)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), vocab)
+        self.label = {"rnn": f"nn.RNN({nonlinearity})", "lstm": "nn.LSTM", "gru": "nn.GRU"}[kind]
+        if layers > 1 or bidirectional:
+            self.label += f" x{layers}" + (" bidirectional" if bidirectional else "")
 
     def forward(self, ids):
         states, _ = self.rnn(self.embed(ids))
@@ -82,9 +102,11 @@ def measure(step, steps, min_time, warmup=2):
     """(wall ms, process CPU ms — all threads) per step."""
     for _ in range(warmup):
         step()
+    sync()
     started, cpu, done = time.perf_counter(), time.process_time(), 0
     while done < steps or time.perf_counter() - started < min_time:
         step()
+        sync()
         done += 1
     return ((time.perf_counter() - started) * 1e3 / done,
             (time.process_time() - cpu) * 1e3 / done)
@@ -92,9 +114,10 @@ def measure(step, steps, min_time, warmup=2):
 
 def train_row(name, model, batch, seq, vocab, steps, min_time, jordan=False):
     torch.manual_seed(0)
+    model = model.to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    ids = torch.randint(0, vocab, (batch, seq))
-    targets = torch.randint(0, vocab, (batch, seq))
+    ids = torch.randint(0, vocab, (batch, seq), device=DEVICE)
+    targets = torch.randint(0, vocab, (batch, seq), device=DEVICE)
     loss_fn = nn.CrossEntropyLoss()
 
     def step():
@@ -106,17 +129,17 @@ def train_row(name, model, batch, seq, vocab, steps, min_time, jordan=False):
 
     before = peak_rss_mib()
     ms, cpu_ms = measure(step, steps, min_time)
-    label = "nn.Embedding x2 + tanh + Linear" if jordan else "nn.RNN + Linear"
+    label = "nn.Embedding x2 + tanh + Linear" if jordan else f"{model.label} + Linear"
     emit(name, f"{SYSTEM} {label}", ms, batch * seq, peak_rss_mib() - before, cpu_ms)
 
 
 def generate_row(steps, min_time):
     torch.manual_seed(0)
-    model = CharRnn(65, 256).eval()
+    model = CharRnn(65, 256).eval().to(DEVICE)
 
     @torch.no_grad()
     def run():
-        ids = torch.randint(0, 65, (32, 2))
+        ids = torch.randint(0, 65, (32, 2), device=DEVICE)
         _, h = model.rnn(model.embed(ids))
         for _ in range(256):
             out = model.head(h[-1])
@@ -207,6 +230,24 @@ if wanted("standard"):
 if wanted("large"):
     train_row("train large (B64 T128 H1024 V65)", CharRnn(65, 1024), 64, 128, 65, min(STEPS, 3),
               MIN_TIME / 3)
+if wanted("deepbench"):
+    train_row("train deepbench (B16 T50 H1760 V65)", CharRnn(65, 1760), 16, 50, 65,
+              min(STEPS, 3), MIN_TIME / 3)
+if wanted("stacked"):
+    train_row("train stacked (2 layers, B32 T64 H256 V65)", CharRnn(65, 256, layers=2), 32, 64,
+              65, STEPS, MIN_TIME)
+if wanted("bidirectional"):
+    train_row("train bidirectional (B32 T64 H256 V65)", CharRnn(65, 256, bidirectional=True), 32,
+              64, 65, STEPS, MIN_TIME)
+if wanted("relu"):
+    train_row("train relu (B32 T64 H256 V65)", CharRnn(65, 256, nonlinearity="relu"), 32, 64, 65,
+              STEPS, MIN_TIME)
+if wanted("lstm"):
+    train_row("train lstm (B32 T64 H256 V65)", CharRnn(65, 256, kind="lstm"), 32, 64, 65, STEPS,
+              MIN_TIME)
+if wanted("gru"):
+    train_row("train gru (B32 T64 H256 V65)", CharRnn(65, 256, kind="gru"), 32, 64, 65, STEPS,
+              MIN_TIME)
 if wanted("jordan"):
     train_row("train Jordan teacher-forced (B32 T64 H256 V65)", Jordan(65, 256), 32, 64, 65,
               STEPS, MIN_TIME, jordan=True)

@@ -28,16 +28,19 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleDisplay};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig, Rnn, RnnConfig, RnnState};
+use burn::nn::{
+    Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig, Rnn, RnnConfig, RnnState,
+};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use unfold::nn::internals::{Kernels, NllRows, Steps};
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{
-    sequence_nll, ElmanRnn, ElmanRnnConfig, JordanRnn, JordanRnnConfig, Nonlinearity, Recurrence,
+    sequence_nll, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn, JordanRnnConfig,
+    LstmCellConfig, Nonlinearity, Recurrence, unroll,
     Reduction, SequenceInput, SequenceModel, UnrollOptions,
 };
 use unfold_lab::backend::{self, TrainBackend};
@@ -152,9 +155,20 @@ enum Head {
 
 /// unfold's hidden-to-hidden RNN: token lookup, fused recurrence, readout + NLL, Adam.
 fn unfold_step<B: AutodiffBackend>(shape: Shape, head: Head) -> impl FnMut() {
+    lm_step::<B, _>(shape, head, move |device| {
+        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(device)
+    })
+}
+
+/// One training step of any unfold language model (`build` makes it): the loss, its
+/// backward pass and Adam, then a wait for the device (a GPU queues its work otherwise).
+fn lm_step<B: AutodiffBackend, M: SequenceModel<B> + AutodiffModule<B> + 'static>(
+    shape: Shape,
+    head: Head,
+    build: impl FnOnce(&B::Device) -> M,
+) -> impl FnMut() {
     let device = Default::default();
-    let mut model: ElmanRnn<B> =
-        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let mut model = build(&device);
     let mut optimizer = AdamConfig::new().init();
     let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
@@ -178,6 +192,71 @@ fn unfold_step<B: AutodiffBackend>(shape: Shape, head: Head) -> impl FnMut() {
         };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
+        B::sync(&device).expect("the device failed");
+    }
+}
+
+/// A user-written cell, `h(t) = tanh(b + W h(t-1) + U x(t))` in Burn tensor ops, which unfold
+/// cannot see into: it unrolls step by step through the generic path (what any custom cell
+/// gets), against the same math fused (`ElmanRnn`).
+#[derive(Module, Debug)]
+struct CustomTanhCell<B: Backend> {
+    u: burn::module::Param<Tensor<B, 2>>,
+    w: burn::module::Param<Tensor<B, 2>>,
+    b: burn::module::Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Recurrence<B> for CustomTanhCell<B> {
+    fn input_size(&self) -> usize {
+        self.u.dims()[0]
+    }
+    fn state_size(&self) -> usize {
+        self.w.dims()[0]
+    }
+    /// `b + x(t) U` for every step at once (a row lookup for token ids), as a custom cell
+    /// should: only `W h(t-1)` is left to the step.
+    fn drive(&self, input: SequenceInput<B>) -> Tensor<B, 3> {
+        let ux = match input {
+            SequenceInput::Tokens(ids) => burn::tensor::module::embedding(self.u.val(), ids),
+            SequenceInput::Dense(x) => x.matmul(self.u.val().unsqueeze()),
+        };
+        ux + self.b.val().unsqueeze()
+    }
+
+    fn step(&self, h: Tensor<B, 2>, drive: Tensor<B, 2>) -> Tensor<B, 2> {
+        (drive + h.matmul(self.w.val())).tanh()
+    }
+}
+
+fn custom_cell<B: Backend>(input: usize, hidden: usize, device: &B::Device) -> CustomTanhCell<B> {
+    let normal = |shape: [usize; 2]| {
+        let scale = (1.0 / hidden as f64).sqrt();
+        burn::module::Param::from_tensor(Tensor::random(
+            shape,
+            burn::tensor::Distribution::Uniform(-scale, scale),
+            device,
+        ))
+    };
+    CustomTanhCell {
+        u: normal([input, hidden]),
+        w: normal([hidden, hidden]),
+        b: burn::module::Param::from_tensor(Tensor::zeros([hidden], device)),
+    }
+}
+
+/// A forward and backward pass of `cell` unrolled over `[32, time, 64]` dense inputs (the loss:
+/// the sum of every state), through the generic unroll every user-written cell takes.
+fn cell_pass<C: Recurrence<TrainBackend>>(cell: &C, time: usize) -> impl FnMut() + '_ {
+    let device = Default::default();
+    let x = Tensor::<TrainBackend, 3>::random(
+        [32, time, 64],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    move || {
+        let out = unroll(cell, x.clone(), &UnrollOptions::new()).unwrap();
+        drop(out.states.sum().backward());
+        TrainBackend::sync(&device).expect("the device failed");
     }
 }
 
@@ -197,15 +276,41 @@ fn burn_nn_model<B: Backend>(shape: Shape, device: &B::Device) -> BurnNnModel<B>
 }
 
 fn burn_nn_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
+    burn_nn_lm_step::<B, _>(
+        shape,
+        move |device| RnnConfig::new(shape.vocab, shape.hidden, true).init(device),
+        |rnn: &Rnn<B>, x| rnn.forward(x, None).0,
+    )
+}
+
+/// burn-nn's recurrent layers (`layers`, run by `run` on one-hot inputs) under a `Linear`
+/// readout, trained like [`lm_step`]: cross-entropy, Adam.
+#[derive(Module, Debug)]
+struct BurnNnLm<B: Backend, L: Module<B>> {
+    layers: L,
+    head: Linear<B>,
+}
+
+fn burn_nn_lm_step<B: AutodiffBackend, L: AutodiffModule<B> + ModuleDisplay + 'static>(
+    shape: Shape,
+    layers: impl FnOnce(&B::Device) -> L,
+    run: impl Fn(&L, Tensor<B, 3>) -> Tensor<B, 3> + 'static,
+) -> impl FnMut()
+where
+    L::InnerModule: ModuleDisplay,
+{
     let device = Default::default();
-    let mut model = burn_nn_model::<B>(shape, &device);
+    let mut model = BurnNnLm {
+        layers: layers(&device),
+        head: LinearConfig::new(shape.hidden, shape.vocab).init(&device),
+    };
     let mut optimizer = AdamConfig::new().init();
     let inputs = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     let targets = random_ids::<B>(shape.batch, shape.time, shape.vocab, &device);
     let one_hot: Tensor<B, 3> = inputs.one_hot::<3>(shape.vocab).float();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     move || {
-        let (states, _) = model.rnn.forward(one_hot.clone(), None);
+        let states = run(&model.layers, one_hot.clone());
         let logits = model
             .head
             .forward(states)
@@ -213,6 +318,7 @@ fn burn_nn_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
         let loss = loss_fn.forward(logits, targets.clone().reshape([shape.batch * shape.time]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
+        B::sync(&device).expect("the device failed");
     }
 }
 
@@ -236,6 +342,7 @@ fn jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
             .loss;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
+        B::sync(&device).expect("the device failed");
     }
 }
 
@@ -283,6 +390,7 @@ fn burn_nn_jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
         let loss = loss_fn.forward(logits, targets.clone().reshape([batch * time]));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(2e-3, model.clone(), grads);
+        B::sync(&device).expect("the device failed");
     }
 }
 
@@ -510,12 +618,18 @@ fn gemm_rates(m: usize, k: usize, n: usize, quick: bool) -> (f64, f64) {
         }
         2.0 * (m * k * n * reps) as f64 / started.elapsed().as_secs_f64() / 1e9
     };
-    use unfold::nn::internals::sgemm;
-    let ours = if sgemm::available() {
-        rate(&mut |c| sgemm::sgemm(m, k, n, &a, k, 1, &b, n, true, c, n))
-    } else {
-        f64::NAN
+    // unfold's host GEMM exists with the CPU backend only (a GPU build reports NaN).
+    #[cfg(feature = "ndarray")]
+    let ours = {
+        use unfold::nn::internals::sgemm;
+        if sgemm::available() {
+            rate(&mut |c| sgemm::sgemm(m, k, n, &a, k, 1, &b, n, true, c, n))
+        } else {
+            f64::NAN
+        }
     };
+    #[cfg(not(feature = "ndarray"))]
+    let ours = f64::NAN;
     let (a, b) = (a.as_ptr(), b.as_ptr());
     let theirs = rate(&mut |c| {
         // SAFETY: a, b and c hold m×k, k×n and m×n row-major floats.
@@ -569,6 +683,10 @@ fn python_rows(script: &str, workload: &str, quick: bool) -> Vec<Row> {
         .arg(workload);
     if quick {
         command.arg("--quick");
+    }
+    // benches/gpu.sh runs PyTorch on the GPU too (`--device cuda`).
+    if let Ok(device) = std::env::var("UNFOLD_BENCH_TORCH_DEVICE") {
+        command.arg("--device").arg(device);
     }
     let output = match command.output() {
         Ok(output) => output,
@@ -667,6 +785,15 @@ fn main() {
         hidden: 1024,
         vocab: 65,
     };
+    // DeepBench's vanilla-RNN training shape (hidden 1760, batch 16, 50 steps): GPU rows.
+    let deepbench = Shape {
+        batch: 16,
+        time: 50,
+        hidden: 1760,
+        vocab: 65,
+    };
+    let elman = |shape: Shape| ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab);
+    let (v, h) = (STANDARD.vocab, STANDARD.hidden);
     let workloads: Vec<Workload> = vec![
         (
             "train standard (B32 T64 H256 V65)",
@@ -682,8 +809,129 @@ fn main() {
                     Box::new(unfold_step::<TrainBackend>(STANDARD, Head::Unfused)),
                 ),
                 (
+                    "unfold custom cell (generic unroll, fused head)",
+                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
+                        elman(STANDARD)
+                            .try_init_with(d, |i, h| custom_cell(i, h, d))
+                            .unwrap()
+                    })),
+                ),
+                (
                     "burn-nn Rnn + Linear",
                     Box::new(burn_nn_step::<TrainBackend>(STANDARD)),
+                ),
+            ],
+        ),
+        (
+            "train stacked (2 layers, B32 T64 H256 V65)",
+            "stacked",
+            STANDARD,
+            vec![
+                (
+                    "unfold ElmanRnn x2 (fused BPTT + fused head)",
+                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
+                        elman(STANDARD).with_num_layers(2).init(d)
+                    })) as Step,
+                ),
+                (
+                    "burn-nn Rnn x2 + Linear",
+                    Box::new(burn_nn_lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        move |d| {
+                            vec![
+                                RnnConfig::new(v, h, true).init(d),
+                                RnnConfig::new(h, h, true).init(d),
+                            ]
+                        },
+                        |layers: &Vec<Rnn<TrainBackend>>, x| {
+                            layers.iter().fold(x, |x, rnn| rnn.forward(x, None).0)
+                        },
+                    )),
+                ),
+            ],
+        ),
+        (
+            "train bidirectional (B32 T64 H256 V65)",
+            "bidirectional",
+            STANDARD,
+            vec![(
+                "unfold ElmanRnn bidirectional (fused BPTT + fused head)",
+                Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
+                    elman(STANDARD).with_bidirectional(true).init(d)
+                })) as Step,
+            )],
+        ),
+        (
+            "train relu (B32 T64 H256 V65)",
+            "relu",
+            STANDARD,
+            vec![(
+                "unfold ElmanRnn relu (fused BPTT + fused head)",
+                Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
+                    elman(STANDARD)
+                        .with_nonlinearity(Nonlinearity::Relu)
+                        .init(d)
+                })) as Step,
+            )],
+        ),
+        (
+            "train lstm (B32 T64 H256 V65)",
+            "lstm",
+            STANDARD,
+            vec![
+                (
+                    "unfold LstmCell (generic unroll, fused head)",
+                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
+                        elman(STANDARD)
+                            .try_init_with(d, |i, h| LstmCellConfig::new(i, h).init(d))
+                            .unwrap()
+                    })) as Step,
+                ),
+                (
+                    "burn-nn Lstm + Linear",
+                    Box::new(burn_nn_lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        move |d| LstmConfig::new(v, h, true).init(d),
+                        |lstm: &Lstm<TrainBackend>, x| lstm.forward(x, None).0,
+                    )),
+                ),
+            ],
+        ),
+        (
+            "train gru (B32 T64 H256 V65)",
+            "gru",
+            STANDARD,
+            vec![
+                (
+                    "unfold GruCell (generic unroll, fused head)",
+                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
+                        elman(STANDARD)
+                            .try_init_with(d, |i, h| GruCellConfig::new(i, h).init(d))
+                            .unwrap()
+                    })) as Step,
+                ),
+                (
+                    "burn-nn Gru + Linear",
+                    Box::new(burn_nn_lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        move |d| GruConfig::new(v, h, true).init(d),
+                        |gru: &Gru<TrainBackend>, x| gru.forward(x, None),
+                    )),
+                ),
+            ],
+        ),
+        (
+            "train deepbench (B16 T50 H1760 V65)",
+            "deepbench",
+            deepbench,
+            vec![
+                (
+                    "unfold ElmanRnn (fused BPTT + fused head)",
+                    Box::new(unfold_step::<TrainBackend>(deepbench, Head::Fused)) as Step,
+                ),
+                (
+                    "burn-nn Rnn + Linear",
+                    Box::new(burn_nn_step::<TrainBackend>(deepbench)),
                 ),
             ],
         ),
@@ -756,6 +1004,26 @@ fn main() {
         }
         if !no_python {
             rows.extend(peer_rows("generate", quick, jax));
+        }
+    }
+
+    if wanted("cells") {
+        // Linear-time BPTT for any cell: time per token should not grow with T.
+        println!("\n| cells: forward + backward (B32, input 64, H256) | T | ms/step | µs/token |");
+        println!("|---|---|---|---|");
+        let device = Default::default();
+        let tanh = custom_cell::<TrainBackend>(64, 256, &device);
+        let gru = GruCellConfig::new(64, 256).init::<TrainBackend>(&device);
+        let lengths: &[usize] = if quick { &[64, 256] } else { &[64, 256, 1024] };
+        for &time in lengths {
+            let tokens = (32 * time) as f64;
+            let m = measure(1, 2, Duration::from_secs(1), cell_pass(&tanh, time));
+            let row = |name: &str, m: &Measured| {
+                println!("| {name} | {time} | {:.1} | {:.2} |", m.ms, m.ms * 1e3 / tokens)
+            };
+            row("custom tanh cell (bench's `CustomTanhCell`)", &m);
+            let m = measure(1, 2, Duration::from_secs(1), cell_pass(&gru, time));
+            row("`GruCell` (written on the public `Recurrence` trait)", &m);
         }
     }
 
