@@ -8,7 +8,8 @@
 //! - [`data`] (`unfold-data`): corpora, vocabularies, batching, synthetic tasks.
 //! - `viz` (`unfold-viz`, feature `viz`): diagrams, loss curves, hidden-state plots.
 //!
-//! Cargo features: `ndarray` (default: the CPU backend's kernels) or `wgpu` (GPU); `train`,
+//! Cargo features: `ndarray` (default: the CPU backend's kernels), `wgpu` or `cuda` (GPU, CubeCL
+//! kernels); `train`,
 //! `checkpoint`, `pytorch` (default) turn on the matching parts of `unfold-nn`; `viz` adds the
 //! plots. The examples' command-line flags, backend choice and progress bars live in the
 //! unpublished `unfold-lab` crate, so depending on `unfold` compiles none of them.
@@ -18,3 +19,9 @@ pub use unfold_data as data;
 pub use unfold_nn as nn;
 #[cfg(feature = "viz")]
 pub use unfold_viz as viz;
+
+/// The guide's code blocks, compiled and run by `cargo test --doc` so that the guide cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide.md")]
+pub struct Guide;
