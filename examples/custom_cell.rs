@@ -1,10 +1,6 @@
 //! Your own recurrence: write one step, get the unroll, the layers, the readout, the loss,
 //! generation and burn-train's `Learner` for free.
-//!
-//! ```text
-//! cargo run --release --example custom_cell
-//! cargo run --release --example custom_cell -- --steps 1000 --hidden 256
-//! ```
+//! Run: `cargo run --release --example custom_cell` (flags: `-- --help`).
 //!
 //! The cell is a minimal gated unit: one gate `z` decides how much of the state to renew,
 //!
@@ -112,6 +108,8 @@ fn run(common: &CommonArgs) -> Result<()> {
     let (train_ids, valid_ids) = corpus.split(0.9)?;
     let device = backend::open()?;
     TrainBackend::seed(&device, common.seed);
+    // Refuse sizes that cannot fit, before allocating: this cell needs at most an Elman of 2H.
+    common.check_memory(|h, batch, time| ElmanRnnConfig::new(vocab, h.saturating_mul(2), vocab).training_memory(batch, time))?;
     // The same per-step model as the Elman language model, with this cell in every layer.
     let model = ElmanRnnConfig::new(vocab, common.hidden, vocab)
         .try_init_with(&device, |input, hidden| {
