@@ -193,6 +193,17 @@ fn dims3<R: CubeRuntime>(x: &CubeTensor<R>, time: usize, what: &str) -> [usize; 
     dims
 }
 
+/// The shapes both passes require of `w` (`[hidden, hidden]`) and `h0` (`[batch, hidden]`).
+fn check_w_and_h0<R: CubeRuntime>(
+    w: &CubeTensor<R>,
+    h0: &CubeTensor<R>,
+    batch: usize,
+    hidden: usize,
+) {
+    assert_eq!(w.shape().dims::<2>(), [hidden, hidden], "w must be [hidden, hidden]");
+    assert_eq!(h0.shape().dims::<2>(), [batch, hidden], "h0 must be [batch, hidden]");
+}
+
 /// Every state `[batch, time, hidden]` of `h(t) = act(drive(t) + h(t-1) W)`, in one kernel
 /// launch (plus, when `lengths` is given or not, one small upload of the `[batch]` lengths).
 ///
@@ -225,16 +236,7 @@ pub fn recurrence_forward_with<R: CubeRuntime>(
     config: LaunchConfig,
 ) -> CubeTensor<R> {
     let [batch, _, hidden] = dims3(&drive, time, "drive");
-    assert_eq!(
-        w.shape().dims::<2>(),
-        [hidden, hidden],
-        "w must be [hidden, hidden]"
-    );
-    assert_eq!(
-        h0.shape().dims::<2>(),
-        [batch, hidden],
-        "h0 must be [batch, hidden]"
-    );
+    check_w_and_h0(&w, &h0, batch, hidden);
     drive.assert_is_on_same_device(&w);
     drive.assert_is_on_same_device(&h0);
     let dtype = drive.dtype;
@@ -324,16 +326,7 @@ pub fn recurrence_backward_with<R: CubeRuntime>(
 ) -> (CubeTensor<R>, CubeTensor<R>) {
     let [batch, _, hidden] = dims3(&grad, time, "grad");
     assert_eq!(dims3(&states, time, "states"), [batch, time, hidden]);
-    assert_eq!(
-        w.shape().dims::<2>(),
-        [hidden, hidden],
-        "w must be [hidden, hidden]"
-    );
-    assert_eq!(
-        h0.shape().dims::<2>(),
-        [batch, hidden],
-        "h0 must be [batch, hidden]"
-    );
+    check_w_and_h0(&w, &h0, batch, hidden);
     let dtype = grad.dtype;
     assert!(
         states.dtype == dtype && w.dtype == dtype && h0.dtype == dtype,
