@@ -30,21 +30,19 @@ use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, ModuleDisplay};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{
-    Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig, Rnn, RnnConfig, RnnState,
-};
+use burn::nn::{Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig, Rnn, RnnConfig, RnnState};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use unfold::nn::internals::{Kernels, NllRows, Steps};
+use unfold::nn::memory;
 use unfold::nn::sample::{generate, GenerateConfig, Sampling};
 use unfold::nn::{
-    sequence_nll, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn, JordanRnnConfig,
-    LstmCellConfig, Nonlinearity, Recurrence, unroll,
-    Reduction, SequenceInput, SequenceModel, UnrollOptions,
+    sequence_nll, unroll, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn, JordanRnnConfig,
+    LstmCellConfig, Nonlinearity, Recurrence, Reduction, SequenceInput, SequenceModel,
+    UnrollOptions,
 };
 use unfold_lab::backend::{self, TrainBackend};
-use unfold::nn::memory;
 
 #[global_allocator]
 static ALLOCATOR: memory::Counting = memory::Counting;
@@ -598,7 +596,8 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         .into_primitive()
         .tensor();
     time_it("head + loss backward (∂h, ∂V, ∂c)", &mut || {
-        let _ = Inner::fused_readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
+        let _ =
+            Inner::fused_readout_nll_backward(one.clone(), g.clone(), states.clone(), vw.clone());
     });
     out
 }
@@ -810,11 +809,15 @@ fn main() {
                 ),
                 (
                     "unfold custom cell (generic unroll, fused head)",
-                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
-                        elman(STANDARD)
-                            .try_init_with(d, |i, h| custom_cell(i, h, d))
-                            .unwrap()
-                    })),
+                    Box::new(lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        Head::Fused,
+                        move |d| {
+                            elman(STANDARD)
+                                .try_init_with(d, |i, h| custom_cell(i, h, d))
+                                .unwrap()
+                        },
+                    )),
                 ),
                 (
                     "burn-nn Rnn + Linear",
@@ -829,9 +832,11 @@ fn main() {
             vec![
                 (
                     "unfold ElmanRnn x2 (fused BPTT + fused head)",
-                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
-                        elman(STANDARD).with_num_layers(2).init(d)
-                    })) as Step,
+                    Box::new(lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        Head::Fused,
+                        move |d| elman(STANDARD).with_num_layers(2).init(d),
+                    )) as Step,
                 ),
                 (
                     "burn-nn Rnn x2 + Linear",
@@ -856,9 +861,11 @@ fn main() {
             STANDARD,
             vec![(
                 "unfold ElmanRnn bidirectional (fused BPTT + fused head)",
-                Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
-                    elman(STANDARD).with_bidirectional(true).init(d)
-                })) as Step,
+                Box::new(lm_step::<TrainBackend, _>(
+                    STANDARD,
+                    Head::Fused,
+                    move |d| elman(STANDARD).with_bidirectional(true).init(d),
+                )) as Step,
             )],
         ),
         (
@@ -867,11 +874,15 @@ fn main() {
             STANDARD,
             vec![(
                 "unfold ElmanRnn relu (fused BPTT + fused head)",
-                Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
-                    elman(STANDARD)
-                        .with_nonlinearity(Nonlinearity::Relu)
-                        .init(d)
-                })) as Step,
+                Box::new(lm_step::<TrainBackend, _>(
+                    STANDARD,
+                    Head::Fused,
+                    move |d| {
+                        elman(STANDARD)
+                            .with_nonlinearity(Nonlinearity::Relu)
+                            .init(d)
+                    },
+                )) as Step,
             )],
         ),
         (
@@ -881,11 +892,15 @@ fn main() {
             vec![
                 (
                     "unfold LstmCell (generic unroll, fused head)",
-                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
-                        elman(STANDARD)
-                            .try_init_with(d, |i, h| LstmCellConfig::new(i, h).init(d))
-                            .unwrap()
-                    })) as Step,
+                    Box::new(lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        Head::Fused,
+                        move |d| {
+                            elman(STANDARD)
+                                .try_init_with(d, |i, h| LstmCellConfig::new(i, h).init(d))
+                                .unwrap()
+                        },
+                    )) as Step,
                 ),
                 (
                     "burn-nn Lstm + Linear",
@@ -904,11 +919,15 @@ fn main() {
             vec![
                 (
                     "unfold GruCell (generic unroll, fused head)",
-                    Box::new(lm_step::<TrainBackend, _>(STANDARD, Head::Fused, move |d| {
-                        elman(STANDARD)
-                            .try_init_with(d, |i, h| GruCellConfig::new(i, h).init(d))
-                            .unwrap()
-                    })) as Step,
+                    Box::new(lm_step::<TrainBackend, _>(
+                        STANDARD,
+                        Head::Fused,
+                        move |d| {
+                            elman(STANDARD)
+                                .try_init_with(d, |i, h| GruCellConfig::new(i, h).init(d))
+                                .unwrap()
+                        },
+                    )) as Step,
                 ),
                 (
                     "burn-nn Gru + Linear",
@@ -1019,7 +1038,11 @@ fn main() {
             let tokens = (32 * time) as f64;
             let m = measure(1, 2, Duration::from_secs(1), cell_pass(&tanh, time));
             let row = |name: &str, m: &Measured| {
-                println!("| {name} | {time} | {:.1} | {:.2} |", m.ms, m.ms * 1e3 / tokens)
+                println!(
+                    "| {name} | {time} | {:.1} | {:.2} |",
+                    m.ms,
+                    m.ms * 1e3 / tokens
+                )
             };
             row("custom tanh cell (bench's `CustomTanhCell`)", &m);
             let m = measure(1, 2, Duration::from_secs(1), cell_pass(&gru, time));

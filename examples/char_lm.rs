@@ -14,6 +14,7 @@
 //! character, checkpoints atomically at every evaluation (`--resume` continues from it), writes
 //! `config.json`, `vocab.json`, `model.mpk`, `metrics.json` and the loss curves to `--out`,
 //! prints a sample, and ends with one JSON line.
+#![cfg_attr(rustfmt, rustfmt::skip)] // kept compact: an example is read on one screen
 
 use std::path::Path;
 use std::time::Instant;

@@ -14,6 +14,7 @@
 //! `o = c + V h(τ)`, trained by `L = -log softmax(o)[y]`. Accuracy is reported on held-out
 //! sentences of the training lengths and on longer ones than any seen in training. The
 //! experiment with every option and report is `cargo run --release -p unfold-lab --bin classify`.
+#![cfg_attr(rustfmt, rustfmt::skip)] // kept compact: an example is read on one screen
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::InMemDataset;

@@ -12,6 +12,7 @@
 //! Its input projections `b + x U` are hoisted for all steps in `drive` (one product); the
 //! generic unroll splits them into steps with a linear-time backward pass. Trained as a
 //! character language model on tiny-shakespeare through the `Learner`; ends with a sample.
+#![cfg_attr(rustfmt, rustfmt::skip)] // kept compact: an example is read on one screen
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::transform::{SamplerDataset, SamplerDatasetOptions};

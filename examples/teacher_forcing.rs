@@ -16,6 +16,7 @@
 //!
 //! Prints the teacher-forced validation loss and the free-running accuracy by position, and
 //! ends with one JSON line.
+#![cfg_attr(rustfmt, rustfmt::skip)] // kept compact: an example is read on one screen
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};

@@ -14,7 +14,10 @@ const EXAMPLES: [&str; 4] = ["char_lm", "teacher_forcing", "classify", "custom_c
 /// `target/<profile>/examples/<name>`, beside this test's `target/<profile>/deps/`.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
@@ -24,7 +27,11 @@ fn example(name: &str) -> PathBuf {
 /// `error:` lines.
 fn run(name: &str, args: &[&str]) -> (Option<i32>, Vec<String>) {
     let exe = example(name);
-    assert!(exe.exists(), "{} is not built (cargo test builds the examples)", exe.display());
+    assert!(
+        exe.exists(),
+        "{} is not built (cargo test builds the examples)",
+        exe.display()
+    );
     let out = std::env::temp_dir().join(format!("unfold-limits-{name}-{}", std::process::id()));
     let output = Command::new(&exe)
         .args(args)

@@ -167,7 +167,10 @@ impl MetricsRendererTraining for LearnerProgress {
             .progress
             .is_some_and(|p| p.items_processed >= p.items_total)
         {
-            self.log.lock().unwrap_or_else(|e| e.into_inner()).eval_started = Some(Instant::now());
+            self.log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .eval_started = Some(Instant::now());
         }
     }
 

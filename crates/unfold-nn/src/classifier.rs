@@ -59,8 +59,8 @@ use burn::tensor::{backend::Backend, ElementConversion, Int, Tensor, TensorData}
 use serde::{Deserialize, Serialize};
 
 use crate::elman::{elman_cell_parameters, elman_cells, ElmanCell};
-use crate::memory::{self, MemoryEstimate};
 use crate::error::{check_initializer, check_sizes, Error, Result};
+use crate::memory::{self, MemoryEstimate};
 use crate::nonlinearity::Nonlinearity;
 use crate::readout::{Readout, ReadoutConfig};
 use crate::recurrence::{valid_mask, Recurrence, SequenceInput, UnrollOptions, Unrolled};
@@ -705,7 +705,12 @@ mod tests {
         assert_eq!(summary.dims(), [3, 2 * HIDDEN]);
         for (b, &len) in lengths.iter().enumerate() {
             let valid = valid_part(&x, b, len);
-            let forward = unroll(&encoder.stack.layers[0], valid.clone(), &UnrollOptions::new()).unwrap();
+            let forward = unroll(
+                &encoder.stack.layers[0],
+                valid.clone(),
+                &UnrollOptions::new(),
+            )
+            .unwrap();
             let flipped = unroll(
                 &encoder.stack.reversed_layers[0],
                 valid.flip([1]),
@@ -765,9 +770,13 @@ mod tests {
             for (b, &len) in lengths.iter().enumerate() {
                 // The states of the valid part read alone, averaged on the host.
                 let valid = valid_part(&x, b, len);
-                let mut states = unroll(&encoder.stack.layers[0], valid.clone(), &UnrollOptions::new())
-                    .unwrap()
-                    .states;
+                let mut states = unroll(
+                    &encoder.stack.layers[0],
+                    valid.clone(),
+                    &UnrollOptions::new(),
+                )
+                .unwrap()
+                .states;
                 if bidirectional {
                     let reversed = unroll(
                         &encoder.stack.reversed_layers[0],
@@ -815,7 +824,8 @@ mod tests {
             let target = Tensor::<TestAutodiff, 2>::ones([3, 2], &device);
             let loss = (prediction - target).powi_scalar(2).mean();
             let grads = loss.backward();
-            let mut cells: Vec<&ElmanCell<TestAutodiff>> = model.encoder.stack.layers.iter().collect();
+            let mut cells: Vec<&ElmanCell<TestAutodiff>> =
+                model.encoder.stack.layers.iter().collect();
             cells.extend(model.encoder.stack.reversed_layers.iter());
             assert_eq!(cells.len(), if bidirectional { 4 } else { 2 });
             for cell in cells {
@@ -923,7 +933,10 @@ mod tests {
         );
         let message = err(x.clone().into(), &valid(&[5, 1]));
         assert!(message.contains("[0] = 5"), "{message}");
-        let message = err(inputs(2, 4, &device).slice([0..2, 0..4, 0..2]).into(), &full());
+        let message = err(
+            inputs(2, 4, &device).slice([0..2, 0..4, 0..2]).into(),
+            &full(),
+        );
         assert_eq!(
             message,
             "`input` has shape [2, 4, 2], expected [batch, time, 3]"
@@ -950,7 +963,11 @@ mod tests {
                 .to_string()
         };
         assert_eq!(
-            config_error(SequenceEncoderConfig::new(3, 4).with_num_layers(0).classifier(2)),
+            config_error(
+                SequenceEncoderConfig::new(3, 4)
+                    .with_num_layers(0)
+                    .classifier(2)
+            ),
             "bad config: `num_layers` = 0: must be at least 1"
         );
         assert_eq!(

@@ -131,9 +131,20 @@ impl<B: Backend> Recurrence<B> for ElmanCell<B> {
     }
 
     /// The whole sequence through the fused recurrence ([`recurrence::recurrence`]).
-    fn scan(&self, drive: Tensor<B, 3>, initial: State<B>, plan: &StepPlan<B>) -> Result<Unrolled<B>> {
+    fn scan(
+        &self,
+        drive: Tensor<B, 3>,
+        initial: State<B>,
+        plan: &StepPlan<B>,
+    ) -> Result<Unrolled<B>> {
         let h0 = initial.into_output();
-        Ok(recurrence::recurrence(drive, self.w.val(), h0, plan, self.nonlinearity))
+        Ok(recurrence::recurrence(
+            drive,
+            self.w.val(),
+            h0,
+            plan,
+            self.nonlinearity,
+        ))
     }
 }
 
@@ -293,9 +304,9 @@ pub type StackedRnnConfig = ElmanRnnConfig;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::model::SequenceModel;
     use crate::recurrence::UnrollOptions;
-    use crate::error::Error;
     use burn::tensor::{Distribution, Int, TensorData, Tolerance};
 
     type TestBackend = burn::backend::NdArray<f64>;

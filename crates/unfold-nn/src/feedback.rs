@@ -87,8 +87,8 @@ use serde::{Deserialize, Serialize};
 use crate::elman::input_drive;
 use crate::error::{check_initializer, check_sizes, Error, Result};
 use crate::init;
-use crate::memory::{self, MemoryEstimate};
 use crate::loss::{try_readout_nll, Reduction};
+use crate::memory::{self, MemoryEstimate};
 use crate::model::{Autoregressive, RnnLoss, RnnOutput, SequenceModel};
 use crate::nonlinearity::Nonlinearity;
 use crate::ops::{activation::activation, recurrence};
@@ -369,7 +369,11 @@ pub struct ElmanJordanRnnConfig;
 impl ElmanJordanRnnConfig {
     /// [`OutputFeedbackRnnConfig::elman_jordan`].
     #[allow(clippy::new_ret_no_self)] // a preset of the one config
-    pub fn new(input_size: usize, hidden_size: usize, output_size: usize) -> OutputFeedbackRnnConfig {
+    pub fn new(
+        input_size: usize,
+        hidden_size: usize,
+        output_size: usize,
+    ) -> OutputFeedbackRnnConfig {
         OutputFeedbackRnnConfig::elman_jordan(input_size, hidden_size, output_size)
     }
 }
@@ -412,7 +416,11 @@ impl OutputFeedbackRnnConfig {
     /// The number of parameters: `U`, `W`, `W_hh` (if any), `b`, `r(0)`, `V`, `c`
     /// (`u64::MAX` if the count overflows).
     pub fn parameter_count(&self) -> u64 {
-        let (i, h, o) = (self.input_size as u64, self.hidden_size as u64, self.output_size as u64);
+        let (i, h, o) = (
+            self.input_size as u64,
+            self.hidden_size as u64,
+            self.output_size as u64,
+        );
         let (bias, start) = (self.bias as u64, self.learn_start as u64);
         memory::sum_of_products(&[
             &[i, h],
@@ -766,11 +774,16 @@ fn hold_past_lengths<B: Backend>(states: Tensor<B, 3>, plan: &StepPlan<B>) -> Un
     let device = states.device();
     let index: Vec<i64> = lengths
         .iter()
-        .flat_map(|&len| (0..time).flat_map(move |t| std::iter::repeat_n(t.min(len - 1) as i64, hidden)))
+        .flat_map(|&len| {
+            (0..time).flat_map(move |t| std::iter::repeat_n(t.min(len - 1) as i64, hidden))
+        })
         .collect();
     let index = Tensor::from_data(TensorData::new(index, [batch, time, hidden]), &device);
     let held = states.gather(1, index);
-    let last = held.clone().slice([0..batch, time - 1..time, 0..hidden]).reshape([batch, hidden]);
+    let last = held
+        .clone()
+        .slice([0..batch, time - 1..time, 0..hidden])
+        .reshape([batch, hidden]);
     Unrolled {
         states: held,
         last: last.clone(),
@@ -923,7 +936,10 @@ impl<B: Backend> OutputFeedbackRnn<B> {
         let (plan, h0, teacher) = self.check(&input, options)?;
         let parts = self.parts();
         let (states, r) = parts.sequential(input, teacher.as_ref(), &options.forcing, h0, &plan);
-        Ok(self.output(states, (options.forcing != Forcing::TeacherForced).then_some(r)))
+        Ok(self.output(
+            states,
+            (options.forcing != Forcing::TeacherForced).then_some(r),
+        ))
     }
 
     fn output(&self, unrolled: Unrolled<B>, fed_back: Option<Tensor<B, 3>>) -> RnnOutput<B> {
@@ -1028,7 +1044,8 @@ impl<B: Backend> Autoregressive<B> for OutputFeedbackRnn<B> {
         let ids = tokens.unsqueeze_dim::<2>(1);
         let [batch, _] = ids.dims();
         let parts = self.parts();
-        let pre = parts.input_drive(SequenceInput::Tokens(ids.clone())) + embedding(parts.w.clone(), ids);
+        let pre =
+            parts.input_drive(SequenceInput::Tokens(ids.clone())) + embedding(parts.w.clone(), ids);
         let pre = pre.reshape([batch, self.hidden_size()]);
         State::new(parts.step(state.into_output(), pre))
     }
@@ -1049,7 +1066,10 @@ mod tests {
     }
 
     /// Options feeding back as `forcing` says, with `targets` as the teacher.
-    fn feeding<B: Backend>(forcing: Forcing, targets: Option<Tensor<B, 2, Int>>) -> UnrollOptions<B> {
+    fn feeding<B: Backend>(
+        forcing: Forcing,
+        targets: Option<Tensor<B, 2, Int>>,
+    ) -> UnrollOptions<B> {
         let options = UnrollOptions::new().with_forcing(forcing);
         match targets {
             Some(targets) => options.with_teacher(targets),
@@ -1228,7 +1248,12 @@ mod tests {
             let output = model.forward(tokens.clone(), &feeding(forcing, Some(targets.clone())));
             let reference = nll(&output, &targets);
             let fused = model
-                .loss(tokens.clone(), targets.clone(), &feeding(forcing, None), Reduction::Sum)
+                .loss(
+                    tokens.clone(),
+                    targets.clone(),
+                    &feeding(forcing, None),
+                    Reduction::Sum,
+                )
                 .loss;
             assert_close(&flat(fused.clone()), &flat(reference.clone()), "loss");
             assert_same_grads(
@@ -1491,7 +1516,11 @@ mod tests {
                 .collect::<Vec<f64>>()
         };
         let f = Forcing::TeacherForced;
-        let g = per_step_grad(jordan.forward(x.clone(), &feeding(f, Some(targets.clone()))).logits);
+        let g = per_step_grad(
+            jordan
+                .forward(x.clone(), &feeding(f, Some(targets.clone())))
+                .logits,
+        );
         assert!(
             g[4] > 1e-6 && g.iter().enumerate().all(|(t, &v)| t == 4 || v == 0.0),
             "{g:?}"
@@ -1503,7 +1532,11 @@ mod tests {
         );
         assert!(g[..5].iter().all(|&v| v > 1e-8) && g[5] == 0.0, "{g:?}");
         // A target moves the next step's output, and no other.
-        let out = |y: &Tensor<Ad, 2, Int>| jordan.forward(x.clone(), &feeding(f, Some(y.clone()))).logits;
+        let out = |y: &Tensor<Ad, 2, Int>| {
+            jordan
+                .forward(x.clone(), &feeding(f, Some(y.clone())))
+                .logits
+        };
         let changed = ids::<Ad>(&[&[0, 0, 0, 0, 0, 0], &[0, 0, 0, 0, 0, 0]], &device);
         let moved = ids::<Ad>(&[&[0, 0, 3, 0, 0, 0], &[0, 0, 3, 0, 0, 0]], &device);
         let diff = (out(&changed) - out(&moved)).abs().max_dim(2).max_dim(0);
@@ -1618,7 +1651,9 @@ mod tests {
         let input = random_ids::<TestBackend>(2, 3, 4, 14, &device);
         let targets = random_ids::<TestBackend>(2, 3, 5, 15, &device);
         let err = |targets: Option<Tensor<TestBackend, 2, Int>>, f: Forcing| {
-            model.try_forward(input.clone(), &feeding(f, targets)).unwrap_err()
+            model
+                .try_forward(input.clone(), &feeding(f, targets))
+                .unwrap_err()
         };
         let scheduled = |p| Forcing::Scheduled {
             teacher_probability: p,
@@ -1634,7 +1669,9 @@ mod tests {
             feedback: Feedback::Argmax,
             seed: 0,
         };
-        assert!(model.try_forward(input.clone(), &feeding(free, None)).is_ok());
+        assert!(model
+            .try_forward(input.clone(), &feeding(free, None))
+            .is_ok());
         for (bad, id) in [([[0, 1, 5], [0, 0, 0]], 5), ([[0, 1, 2], [-1, 0, 0]], -1)] {
             let bad = Tensor::<TestBackend, 2, Int>::from_data(bad, &device);
             for f in [Forcing::TeacherForced, scheduled(0.5), free] {
@@ -1667,7 +1704,10 @@ mod tests {
         }
         let wide = Tensor::<TestBackend, 3>::zeros([2, 3, 7], &device);
         assert!(matches!(
-            model.try_forward(wide, &feeding(Forcing::TeacherForced, Some(targets.clone()))),
+            model.try_forward(
+                wide,
+                &feeding(Forcing::TeacherForced, Some(targets.clone()))
+            ),
             Err(Error::Shape { arg: "input", .. })
         ));
         let reversed = feeding(Forcing::TeacherForced, Some(targets.clone())).reversed();
@@ -1719,7 +1759,10 @@ mod tests {
         let alone = model.forward(input.clone(), &feeding(f, Some(targets.clone())));
         let padded_input = Tensor::cat(vec![input, random_ids(1, 4, 4, 19, &device)], 1);
         let padded_targets = Tensor::cat(vec![targets, random_ids(1, 4, 5, 20, &device)], 1);
-        let out = model.forward(padded_input, &feeding(f, Some(padded_targets)).with_lengths([3]));
+        let out = model.forward(
+            padded_input,
+            &feeding(f, Some(padded_targets)).with_lengths([3]),
+        );
         out.logits
             .slice([0..1, 0..3, 0..5])
             .into_data()
@@ -1765,8 +1808,11 @@ mod tests {
         let from_jordan = generate(&jordan, &prompts, &config, &device).unwrap();
         let from_both = generate(&both, &prompts, &config, &device).unwrap();
         for (i, prompt) in prompts.iter().enumerate() {
-            let reference =
-                greedy_by_teacher_forcing(|x, y| jordan.forward(x, &feeding(f, Some(y))).logits, prompt, 8);
+            let reference = greedy_by_teacher_forcing(
+                |x, y| jordan.forward(x, &feeding(f, Some(y))).logits,
+                prompt,
+                8,
+            );
             assert_eq!(from_jordan[i], reference, "Jordan, prompt {prompt:?}");
             let reference = greedy_by_teacher_forcing(
                 |x, y| both.forward(x, &feeding(f, Some(y))).logits,

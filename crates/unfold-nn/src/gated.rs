@@ -274,7 +274,14 @@ mod tests {
         let got = cell.step(h0.clone(), drive.clone());
         let host = |t: Tensor<B, 2>| t.into_data().to_vec::<f64>().unwrap();
         let (dx, hw) = (host(drive), host(h0.clone().matmul(cell.w.val())));
-        let b_hn = cell.b_hn.as_ref().unwrap().val().into_data().to_vec::<f64>().unwrap();
+        let b_hn = cell
+            .b_hn
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .to_vec::<f64>()
+            .unwrap();
         let h0 = host(h0);
         let expected: Vec<f64> = (0..hidden)
             .map(|j| {
@@ -300,7 +307,12 @@ mod tests {
         let padded = unroll(&cell, x.clone(), &UnrollOptions::new().with_lengths([5, 2])).unwrap();
         let alone = unroll(&cell, x.slice([1..2, 0..2, 0..2]), &UnrollOptions::new()).unwrap();
         let tol = Tolerance::absolute(1e-12);
-        for (part, alone) in padded.final_state.parts().iter().zip(alone.final_state.parts()) {
+        for (part, alone) in padded
+            .final_state
+            .parts()
+            .iter()
+            .zip(alone.final_state.parts())
+        {
             part.clone()
                 .slice([1..2, 0..3])
                 .into_data()

@@ -371,7 +371,10 @@ impl PytorchRnnShape {
     /// given nonlinearity (see [`encoder_config`](Self::encoder_config)); an error when the
     /// file has no readout or only one of the two parts has biases (unfold's config has one
     /// `bias` flag for both).
-    pub fn classifier_config(&self, nonlinearity: Nonlinearity) -> Result<SequenceClassifierConfig> {
+    pub fn classifier_config(
+        &self,
+        nonlinearity: Nonlinearity,
+    ) -> Result<SequenceClassifierConfig> {
         let output_size = self.output_size()?;
         let bias = self.one_bias_flag()?;
         Ok(self

@@ -68,11 +68,11 @@ pub use classifier::{
 pub use clip::{clip_global_norm, global_norm};
 pub use elman::{ElmanCell, ElmanCellConfig, ElmanRnn, ElmanRnnConfig, StackedRnnConfig};
 pub use error::{Error, Result};
-pub use gated::{GruCell, GruCellConfig, LstmCell, LstmCellConfig};
 pub use feedback::{
     ElmanJordanRnn, ElmanJordanRnnConfig, Feedback, Forcing, JordanRnn, JordanRnnConfig,
     OutputFeedbackRnn, OutputFeedbackRnnConfig, TeacherSchedule,
 };
+pub use gated::{GruCell, GruCellConfig, LstmCell, LstmCellConfig};
 #[cfg(feature = "pytorch")]
 pub use import::{LoadPytorch, PytorchNames, PytorchRnnShape, TorchModule};
 pub use init::default_initializer;
@@ -99,10 +99,10 @@ pub use train::{ClassificationBatch, RegressionBatch, SequenceBatch, SequenceReg
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
-    #[cfg(feature = "ndarray")]
-    pub use crate::backends::ndarray::sgemm;
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     pub use crate::backends::cubecl::recurrence as cubecl;
+    #[cfg(feature = "ndarray")]
+    pub use crate::backends::ndarray::sgemm;
     pub use crate::ops::recurrence::{recurrence, recurrence_unfused};
     pub use crate::ops::{Kernels, NllRows, ReadoutNllGrads, RecurrenceGrads};
     pub use crate::recurrence::Steps;

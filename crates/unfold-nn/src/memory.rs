@@ -112,9 +112,8 @@ fn mem_available() -> Option<u64> {
 /// which `min` with `MemAvailable` then ignores).
 fn cgroup_headroom() -> Option<u64> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let read = |path: String| -> Option<u64> {
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
-    };
+    let read =
+        |path: String| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     for line in cgroups.lines() {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
@@ -370,7 +369,10 @@ mod tests {
     fn bytes_read_as_people_write_them() {
         assert_eq!(describe_bytes(512), "512 B");
         assert_eq!(describe_bytes(3 << 29), "1.5 GiB");
-        assert_eq!(describe_bytes(u64::MAX), "more than 16 EiB (the size overflows)");
+        assert_eq!(
+            describe_bytes(u64::MAX),
+            "more than 16 EiB (the size overflows)"
+        );
         assert_eq!(mul(&[usize::MAX, 2]), u64::MAX);
         assert_eq!(mul(&[3, 4, 5]), 60);
     }
@@ -381,9 +383,7 @@ mod tests {
         let estimate = |v: &[usize]| mul(&[v[0], v[1], v[1]]);
         let err = check_sizes_fit(&[("a", 2), ("b", 100)], Some(1000), estimate).unwrap_err();
         match err {
-            Error::TooLarge {
-                field, largest, ..
-            } => {
+            Error::TooLarge { field, largest, .. } => {
                 assert_eq!(field, "b");
                 assert_eq!(largest, Some(22)); // 2·22² = 968 ≤ 1000 < 2·23²
             }

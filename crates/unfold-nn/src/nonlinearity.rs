@@ -61,7 +61,9 @@ impl std::str::FromStr for Nonlinearity {
         match s {
             "tanh" => Ok(Nonlinearity::Tanh),
             "relu" => Ok(Nonlinearity::Relu),
-            other => Err(format!("unknown nonlinearity {other:?}: expected tanh or relu")),
+            other => Err(format!(
+                "unknown nonlinearity {other:?}: expected tanh or relu"
+            )),
         }
     }
 }
@@ -79,8 +81,9 @@ mod tests {
         let a = Tensor::<B, 1>::from_data([-2.0, -0.3, 0.4, 1.7], &device);
         let eps = 1e-6;
         for act in [Nonlinearity::Tanh, Nonlinearity::Relu] {
-            let numeric = (act.apply(a.clone().add_scalar(eps)) - act.apply(a.clone().sub_scalar(eps)))
-                .div_scalar(2.0 * eps);
+            let numeric = (act.apply(a.clone().add_scalar(eps))
+                - act.apply(a.clone().sub_scalar(eps)))
+            .div_scalar(2.0 * eps);
             act.derivative_from_output(act.apply(a.clone()))
                 .into_data()
                 .assert_approx_eq::<f64>(&numeric.into_data(), Tolerance::absolute(1e-8));

@@ -498,7 +498,12 @@ impl<B: Backend> UnrollOptions<B> {
 
     /// The plan of steps for `batch` sequences of `time` steps, with these lengths and
     /// direction (lengths checked).
-    pub(crate) fn plan(&self, batch: usize, time: usize, device: &B::Device) -> Result<StepPlan<B>> {
+    pub(crate) fn plan(
+        &self,
+        batch: usize,
+        time: usize,
+        device: &B::Device,
+    ) -> Result<StepPlan<B>> {
         StepPlan::new(batch, time, self.lengths.as_deref(), self.reverse, device)
     }
 }

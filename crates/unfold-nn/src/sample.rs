@@ -265,9 +265,9 @@ fn pad_prompts<B: Backend>(
 mod tests {
     use super::*;
     use crate::elman::ElmanRnn;
+    use crate::elman::ElmanRnnConfig;
     use crate::model::SequenceModel;
     use crate::recurrence::UnrollOptions;
-    use crate::elman::ElmanRnnConfig;
     use burn::module::Initializer;
 
     type TestBackend = burn::backend::NdArray<f64>;

@@ -54,12 +54,12 @@ use burn::train::{
 
 use crate::classifier::{try_classification_nll, try_mean_squared_error, SequenceClassifier};
 use crate::elman::ElmanCell;
-use crate::rnn::StackedRnn;
 use crate::error::Result;
 use crate::feedback::OutputFeedbackRnn;
 use crate::loss::{try_sequence_nll, Reduction};
 use crate::model::SequenceModel;
 use crate::recurrence::{Recurrence, SequenceInput, UnrollOptions};
+use crate::rnn::StackedRnn;
 
 #[cfg(doc)]
 use crate::{
@@ -315,8 +315,8 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> InferenceStep for SequenceRegress
 mod tests {
     use super::*;
     use crate::classifier::classification_nll;
-    use crate::elman::ElmanRnnConfig;
     use crate::classifier::SequenceEncoderConfig;
+    use crate::elman::ElmanRnnConfig;
     use crate::feedback::JordanRnnConfig;
     use crate::loss::sequence_nll;
     use burn::backend::{Autodiff, NdArray};
@@ -390,7 +390,9 @@ mod tests {
     #[test]
     fn classifier_step_is_the_classification_nll_and_bad_labels_are_errors() {
         let device = Default::default();
-        let model = SequenceEncoderConfig::new(4, 5).classifier(3).init::<B>(&device);
+        let model = SequenceEncoderConfig::new(4, 5)
+            .classifier(3)
+            .init::<B>(&device);
         let labels = |l: [i64; 2]| Tensor::<B, 1, Int>::from_data(TensorData::from(l), &device);
         let batch = |targets| ClassificationBatch {
             inputs: ids(&[[0, 1, 2, 3], [3, 2, 0, 0]]).into(),

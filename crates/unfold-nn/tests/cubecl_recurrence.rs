@@ -100,7 +100,10 @@ macro_rules! kernel_tests {
             }
 
             fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-                t.cast(FloatDType::F32).into_data().into_vec::<f32>().expect("f32 data")
+                t.cast(FloatDType::F32)
+                    .into_data()
+                    .into_vec::<f32>()
+                    .expect("f32 data")
             }
 
             /// States, ∂drive and ∂h0 of `p` through the two kernels (with `layout`, or
@@ -114,12 +117,19 @@ macro_rules! kernel_tests {
                     tensor(&p.w, [hs, hs]),
                     tensor(&p.h0, [bs, hs]),
                 );
-                let (d, w_, h) = (primitive(drive), primitive(w.clone()), primitive(h0.clone()));
+                let (d, w_, h) = (
+                    primitive(drive),
+                    primitive(w.clone()),
+                    primitive(h0.clone()),
+                );
                 let states = wrap::<3>(match layout {
                     Some(c) => recurrence_forward_with(d, w_, h, ts, p.reverse, lengths, p.relu, c),
                     None => recurrence_forward(d, w_, h, ts, p.reverse, lengths, p.relu),
                 });
-                let (g, s) = (primitive(tensor(&p.grad, [bs, ts, hs])), primitive(states.clone()));
+                let (g, s) = (
+                    primitive(tensor(&p.grad, [bs, ts, hs])),
+                    primitive(states.clone()),
+                );
                 let (w_, h) = (primitive(w), primitive(h0));
                 let (d_drive, d_h0) = match layout {
                     Some(c) => {
@@ -140,7 +150,10 @@ macro_rules! kernel_tests {
                     errors[0], errors[1], errors[2]
                 );
                 for (name, e) in ["states", "d_drive", "d_h0"].iter().zip(errors) {
-                    assert!(e <= tolerance, "{name}: max error {e:.3e} > {tolerance:e} ({what})");
+                    assert!(
+                        e <= tolerance,
+                        "{name}: max error {e:.3e} > {tolerance:e} ({what})"
+                    );
                 }
             }
 
@@ -161,7 +174,12 @@ macro_rules! kernel_tests {
             #[test]
             fn every_launch_layout_matches_the_f64_loop() {
                 for (rows_per_cube, units, cols_per_unit, w_in_shared) in LAYOUTS {
-                    let layout = LaunchConfig { rows_per_cube, units, cols_per_unit, w_in_shared };
+                    let layout = LaunchConfig {
+                        rows_per_cube,
+                        units,
+                        cols_per_unit,
+                        w_in_shared,
+                    };
                     for (i, reverse) in [false, true].into_iter().enumerate() {
                         let lengths = Some(vec![6, 2, 0, 5, 1]);
                         let p = Problem::new(5, 6, 37, reverse, lengths, i == 1, 99 + i as u64);
@@ -174,11 +192,22 @@ macro_rules! kernel_tests {
             #[test]
             fn weight_gradient_through_the_kernels_interface_matches_the_f64_loop() {
                 // The backend's `Kernels` impl: the two kernels plus ∂W as one matmul.
-                for p in cases().into_iter().filter(|p| p.lengths.as_ref().is_none_or(|l| !l.contains(&0))) {
+                for p in cases()
+                    .into_iter()
+                    .filter(|p| p.lengths.as_ref().is_none_or(|l| !l.contains(&0)))
+                {
                     let (bs, ts, hs) = (p.batch, p.time, p.hidden);
                     let want = p.reference();
-                    let steps = Steps { time: ts, reverse: p.reverse, lengths: p.lengths.clone() };
-                    let act = if p.relu { Nonlinearity::Relu } else { Nonlinearity::Tanh };
+                    let steps = Steps {
+                        time: ts,
+                        reverse: p.reverse,
+                        lengths: p.lengths.clone(),
+                    };
+                    let act = if p.relu {
+                        Nonlinearity::Relu
+                    } else {
+                        Nonlinearity::Tanh
+                    };
                     let w = primitive(tensor(&p.w, [hs, hs]));
                     let h0 = primitive(tensor(&p.h0, [bs, hs]));
                     let states = B::fused_recurrence(
@@ -311,7 +340,15 @@ macro_rules! kernel_tests {
 }
 
 #[cfg(feature = "wgpu")]
-kernel_tests!(wgpu, burn::backend::Wgpu, burn::backend::wgpu::WgpuDevice::default());
+kernel_tests!(
+    wgpu,
+    burn::backend::Wgpu,
+    burn::backend::wgpu::WgpuDevice::default()
+);
 
 #[cfg(feature = "cuda")]
-kernel_tests!(cuda, burn::backend::Cuda, burn::backend::cuda::CudaDevice::default());
+kernel_tests!(
+    cuda,
+    burn::backend::Cuda,
+    burn::backend::cuda::CudaDevice::default()
+);

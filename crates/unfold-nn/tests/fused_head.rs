@@ -14,8 +14,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Element, Int, Tensor, TensorData, Tolerance};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use unfold_nn::{
-    has_kernels, sequence_nll, try_readout_nll, ElmanCell, ElmanRnn, Error, Nonlinearity,
-    Readout, RecurrentStack, Reduction, SequenceModel, UnrollOptions,
+    has_kernels, sequence_nll, try_readout_nll, ElmanCell, ElmanRnn, Error, Nonlinearity, Readout,
+    RecurrentStack, Reduction, SequenceModel, UnrollOptions,
 };
 
 /// Random tensors in float type `E`, made on the host (Burn's creation ops would use the
@@ -140,7 +140,6 @@ fn assert_fused_equals_unfused<B: AutodiffBackend, E: Element>(tolerance: Tolera
     }
 }
 
-
 /// Serialises this file's tests: one of them failed about once in 30 parallel runs inside
 /// burn-autodiff 0.21 ("Node should have a step registered") while the others ran backward on
 /// other threads (not seen with one test thread). Holding this lock keeps the assertions and
@@ -148,7 +147,9 @@ fn assert_fused_equals_unfused<B: AutodiffBackend, E: Element>(tolerance: Tolera
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[test]

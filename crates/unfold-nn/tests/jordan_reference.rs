@@ -161,5 +161,9 @@ fn both_recurrences_teacher_forced_bptt_matches_finite_differences() {
         let logits = m.forward(SequenceInput::Tokens(x.clone()), &o).logits;
         sequence_nll(logits, y.clone(), Some(&lengths), Reduction::Sum).into_scalar()
     };
-    check(&["U", "W_hh", "b", "W", "r(0)", "V", "c"], analytic, loss_with);
+    check(
+        &["U", "W_hh", "b", "W", "r(0)", "V", "c"],
+        analytic,
+        loss_with,
+    );
 }

@@ -40,9 +40,13 @@ fn measured_peak<M: SequenceModel<B> + AutodiffModule<B>>(build: impl FnOnce() -
     let device = Default::default();
     let ids = |seed| {
         <B as burn::tensor::backend::Backend>::seed(&device, seed);
-        Tensor::<B, 2>::random([BATCH, TIME], Distribution::Uniform(0.0, VOCAB as f64), &device)
-            .int()
-            .clamp(0, VOCAB as i64 - 1)
+        Tensor::<B, 2>::random(
+            [BATCH, TIME],
+            Distribution::Uniform(0.0, VOCAB as f64),
+            &device,
+        )
+        .int()
+        .clamp(0, VOCAB as i64 - 1)
     };
     let (inputs, targets): (Tensor<B, 2, Int>, Tensor<B, 2, Int>) = (ids(1), ids(2));
     let base = memory::live();
@@ -101,7 +105,11 @@ fn training_memory_estimates_bound_the_measured_peak_within_a_stated_factor() {
             measured_peak(|| JordanRnnConfig::new(VOCAB, 256, VOCAB).init::<B>(&device)),
         ),
     ];
-    let path = if unfold_nn::has_kernels::<B>() { "fused kernels" } else { "op by op" };
+    let path = if unfold_nn::has_kernels::<B>() {
+        "fused kernels"
+    } else {
+        "op by op"
+    };
     println!("| model (B{BATCH} T{TIME} V{VOCAB}), {path} | estimate | measured peak | ratio |");
     println!("|---|---|---|---|");
     for (name, estimate, measured) in cases {

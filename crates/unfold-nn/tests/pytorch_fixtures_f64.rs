@@ -23,9 +23,18 @@ fn fixtures_cover_the_grid_the_issue_asks_for() {
     let cases = cases();
     let count = |f: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| f(c)).count();
     for kind in ["rnn", "lstm", "gru"] {
-        assert!(count(&|c| c.kind == kind && c.has_lengths) > 0, "{kind} with lengths");
-        assert!(count(&|c| c.kind == kind && c.bidirectional) > 0, "{kind} bidirectional");
-        assert!(count(&|c| c.kind == kind && c.num_layers == 2) > 0, "{kind} stacked");
+        assert!(
+            count(&|c| c.kind == kind && c.has_lengths) > 0,
+            "{kind} with lengths"
+        );
+        assert!(
+            count(&|c| c.kind == kind && c.bidirectional) > 0,
+            "{kind} bidirectional"
+        );
+        assert!(
+            count(&|c| c.kind == kind && c.num_layers == 2) > 0,
+            "{kind} stacked"
+        );
     }
     for layers in 1..=3 {
         for nl in ["tanh", "relu"] {
@@ -35,14 +44,26 @@ fn fixtures_cover_the_grid_the_issue_asks_for() {
                     && c.num_layers == layers
                     && c.nonlinearity.as_deref() == Some(nl)
             });
-            assert_eq!(n, 4, "nn.RNN, {layers} layers, {nl}: uni/bi × lengths or not");
+            assert_eq!(
+                n, 4,
+                "nn.RNN, {layers} layers, {nl}: uni/bi × lengths or not"
+            );
         }
     }
     assert!(count(&|c| !c.bias) >= 2, "cases without biases");
     // The reference files name every tensor the test reads.
     for case in &cases {
         let reference = Reference::read(case);
-        for name in ["input", "h0", "output", "h_n", "logits", "targets", "loss", "grad.input"] {
+        for name in [
+            "input",
+            "h0",
+            "output",
+            "h_n",
+            "logits",
+            "targets",
+            "loss",
+            "grad.input",
+        ] {
             assert!(reference.has(name), "{}: {name}", case.name);
         }
     }

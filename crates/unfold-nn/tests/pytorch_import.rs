@@ -126,7 +126,10 @@ fn two_layer_rnn_gives_pytorchs_top_states_and_last_step_logits() {
         .try_load_pytorch(data("rnn_2layer.safetensors"), &PytorchNames::new())
         .unwrap();
     let x = input("rnn_2layer");
-    let states = model.encoder.forward(x.clone(), &UnrollOptions::new()).states;
+    let states = model
+        .encoder
+        .forward(x.clone(), &UnrollOptions::new())
+        .states;
     assert_matches(states, "rnn_2layer", "states", all);
     assert_matches(
         model.forward(x, &UnrollOptions::new()),
@@ -205,7 +208,10 @@ fn shapes_read_from_the_file_build_the_matching_configs() {
 
     let names = PytorchNames::new();
     let shape = PytorchRnnShape::read(data("rnn_1layer.safetensors"), &names).unwrap();
-    let model: ElmanRnn<B> = shape.elman_config(Nonlinearity::Tanh).unwrap().init(&device);
+    let model: ElmanRnn<B> = shape
+        .elman_config(Nonlinearity::Tanh)
+        .unwrap()
+        .init(&device);
     let model = model
         .try_load_pytorch(data("rnn_1layer.safetensors"), &names)
         .unwrap();
@@ -238,7 +244,9 @@ fn shapes_read_from_the_file_build_the_matching_configs() {
         .init::<B>(&device)
         .try_load_pytorch(data("rnn_2layer.safetensors"), &names)
         .unwrap();
-    let states = encoder.forward(input("rnn_2layer"), &UnrollOptions::new()).states;
+    let states = encoder
+        .forward(input("rnn_2layer"), &UnrollOptions::new())
+        .states;
     assert_matches(states, "rnn_2layer", "states", all);
 }
 

@@ -52,8 +52,8 @@ use unfold_lab::{exit_on_error, Result};
 use unfold_nn::checkpoint::{self, NonFiniteGuard, RunDir};
 use unfold_nn::sample::{generate, GenerateConfig, Sampling};
 use unfold_nn::{
-    sequence_nll, Autoregressive, ElmanJordanRnnConfig, ElmanRnnConfig, Error, Feedback, Forcing, JordanRnn,
-    JordanRnnConfig, Reduction, SequenceModel, TeacherSchedule, UnrollOptions,
+    sequence_nll, Autoregressive, ElmanJordanRnnConfig, ElmanRnnConfig, Error, Feedback, Forcing,
+    JordanRnn, JordanRnnConfig, Reduction, SequenceModel, TeacherSchedule, UnrollOptions,
 };
 use unfold_viz::{write_loss_curves, LossHistory};
 
@@ -405,7 +405,10 @@ where
         let loss = sequence_nll(logits, y, None, Reduction::MeanPerToken);
         let value = loss.clone().into_scalar() as f64;
         // Stops before the step is applied, or skips it (--skip-nonfinite).
-        if guard.check_loss(step, value).inspect_err(|_| bar.finish())? {
+        if guard
+            .check_loss(step, value)
+            .inspect_err(|_| bar.finish())?
+        {
             recent.push(value);
             history.push_train(step, value);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -415,7 +418,9 @@ where
             train_loss = mean(&recent);
             recent.clear();
             let eval_started = Instant::now();
-            if let Some(val_loss) = eval(step, train_loss, &model, &bar).inspect_err(|_| bar.finish())? {
+            if let Some(val_loss) =
+                eval(step, train_loss, &model, &bar).inspect_err(|_| bar.finish())?
+            {
                 history.push_val(step, val_loss);
             }
             if let Some(dir) = curves {

@@ -108,7 +108,10 @@ mod tests {
     }
 
     /// Values and the gradient of `Σ g ⊙ act(x)` against Burn's own `tanh` and `relu`.
-    fn check<B: burn::tensor::backend::AutodiffBackend>(act: Nonlinearity, tolerance: Tolerance<f64>) {
+    fn check<B: burn::tensor::backend::AutodiffBackend>(
+        act: Nonlinearity,
+        tolerance: Tolerance<f64>,
+    ) {
         let (x, g) = (values::<B, 3>([3, 5, 7], 1), values::<B, 3>([3, 5, 7], 2));
         let run = |fused: bool| {
             let x = x.clone().require_grad();

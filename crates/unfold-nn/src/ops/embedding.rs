@@ -100,7 +100,11 @@ impl<B: Kernels> Backward<B, 2> for EmbeddingBackward {
         let grad = grads.consume::<B>(&ops.node);
         let (ids, vocab) = ops.state;
         let parents = ops.parents.map(|node| node.map(|node| node.id));
-        register_grads::<B, 2>(grads, parents, B::fused_embedding_backward(grad, ids, vocab));
+        register_grads::<B, 2>(
+            grads,
+            parents,
+            B::fused_embedding_backward(grad, ids, vocab),
+        );
     }
 }
 

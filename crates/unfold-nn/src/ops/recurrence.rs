@@ -256,10 +256,14 @@ pub(super) fn record<B: Kernels, C: CheckpointStrategy>(
     steps: &Steps,
     act: Nonlinearity,
 ) -> FloatTensor<Autodiff<B, C>> {
-    record_node::<B, C, _, 3>(RecurrenceBackward, [drive, w, h0], |[drive, w, h0], tracked| {
-        let saved = tracked.then(|| (w.clone(), h0.clone()));
-        let states = B::fused_recurrence(drive, w, h0, steps, act);
-        let state = saved.map(|(w, h0)| (states.clone(), w, h0, steps.clone(), act));
-        (states, state)
-    })
+    record_node::<B, C, _, 3>(
+        RecurrenceBackward,
+        [drive, w, h0],
+        |[drive, w, h0], tracked| {
+            let saved = tracked.then(|| (w.clone(), h0.clone()));
+            let states = B::fused_recurrence(drive, w, h0, steps, act);
+            let state = saved.map(|(w, h0)| (states.clone(), w, h0, steps.clone(), act));
+            (states, state)
+        },
+    )
 }

@@ -134,7 +134,10 @@ pub(super) fn record<B: Kernels, C: CheckpointStrategy>(
         slots: Arc::new(Mutex::new(vec![None; time])),
     };
     let hub = record_node::<B, C, _, 1>(HubBackward, [drive], |[drive], tracked| {
-        (drive, tracked.then(|| (filed.clone(), [batch, time, width])))
+        (
+            drive,
+            tracked.then(|| (filed.clone(), [batch, time, width])),
+        )
     });
     let rows = B::fused_split_steps(hub.primitive.clone());
     rows.into_iter()

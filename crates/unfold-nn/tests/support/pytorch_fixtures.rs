@@ -102,7 +102,11 @@ impl Reference {
     }
 
     fn lengths(&self) -> Vec<usize> {
-        self.values("lengths").0.iter().map(|&l| l as usize).collect()
+        self.values("lengths")
+            .0
+            .iter()
+            .map(|&l| l as usize)
+            .collect()
     }
 
     /// `[L·D, B, H]` state `name` as one `[B, H]` tensor per layer and direction.
@@ -126,7 +130,9 @@ static WORST: std::sync::Mutex<(f64, String)> = std::sync::Mutex::new((0.0, Stri
 /// Prints the worst relative difference of the run.
 pub fn report_worst(precision: &str) {
     let (worst, what) = WORST.lock().unwrap().clone();
-    println!("{precision}: the largest |unfold − PyTorch| is {worst:.2e} of the largest entry ({what})");
+    println!(
+        "{precision}: the largest |unfold − PyTorch| is {worst:.2e} of the largest entry ({what})"
+    );
 }
 
 /// `got` against PyTorch's `want`: every entry within `tolerance × max |want|`.
@@ -215,17 +221,33 @@ where
     let out = model
         .try_forward(x.clone(), &options)
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-    let what = |part: &str| format!("{} (f{}): {part}", case.name, 8 * std::mem::size_of::<B::FloatElem>());
+    let what = |part: &str| {
+        format!(
+            "{} (f{}): {part}",
+            case.name,
+            8 * std::mem::size_of::<B::FloatElem>()
+        )
+    };
 
     // Per-step outputs and logits at the valid steps (PyTorch zeroes the padded ones).
     let width = hidden * directions;
     let (want, _) = reference.values("output");
     let got = valid_steps(host(out.states.clone()), &lengths, time, width);
-    assert_close(&got, &valid_steps(want, &lengths, time, width), tolerance, &what("output"));
+    assert_close(
+        &got,
+        &valid_steps(want, &lengths, time, width),
+        tolerance,
+        &what("output"),
+    );
     let (want, _) = reference.values("logits");
     let classes = case.output_size;
     let got = valid_steps(host(out.logits.clone()), &lengths, time, classes);
-    assert_close(&got, &valid_steps(want, &lengths, time, classes), tolerance, &what("logits"));
+    assert_close(
+        &got,
+        &valid_steps(want, &lengths, time, classes),
+        tolerance,
+        &what("logits"),
+    );
 
     // Final states: unfold's parts in PyTorch's h_n (and c_n) order.
     let per_cell = if lstm { 2 } else { 1 };
@@ -283,22 +305,32 @@ where
     }
     let stack = &model.stack;
     for k in 0..case.num_layers {
-        for (cell, suffix) in std::iter::once((&stack.layers[k], "")).chain(
-            stack.reversed_layers.get(k).map(|cell| (cell, "_reverse")),
-        ) {
+        for (cell, suffix) in std::iter::once((&stack.layers[k], ""))
+            .chain(stack.reversed_layers.get(k).map(|cell| (cell, "_reverse")))
+        {
             let name = |what: &str| {
                 let what = what.split(' ').next().expect("a name");
                 format!("rnn.{what}_l{k}{suffix}")
             };
             let pytorch = |what: &str| grad(&name(what));
             for (param, got, want) in cell.gradients(&grads, &pytorch, case.bias) {
-                assert_close(&got, &want, tolerance, &what(&format!("∂{param}_l{k}{suffix}")));
+                assert_close(
+                    &got,
+                    &want,
+                    tolerance,
+                    &what(&format!("∂{param}_l{k}{suffix}")),
+                );
             }
         }
     }
     let (dv, v_shape) = grad("fc.weight");
     let got = host(model.readout.v.grad(&grads).expect("∂V"));
-    assert_close(&got, &transposed(&dv, &v_shape), tolerance, &what("∂fc.weight"));
+    assert_close(
+        &got,
+        &transposed(&dv, &v_shape),
+        tolerance,
+        &what("∂fc.weight"),
+    );
     let got = host(model.readout.c.as_ref().unwrap().grad(&grads).expect("∂c"));
     assert_close(&got, &grad("fc.bias").0, tolerance, &what("∂fc.bias"));
 }
@@ -370,7 +402,11 @@ impl<B: AutodiffBackend> PytorchGrads<B> for unfold_nn::GruCell<B> {
             let b_hn = host(self.b_hn.as_ref().unwrap().grad(grads).expect("∂b_hn"));
             let (ih, hh) = (pytorch("bias_ih").0, pytorch("bias_hh").0);
             pairs.push(("bias_ih", b.clone(), ih));
-            pairs.push(("bias_hh (r, z)", b[..2 * hidden].to_vec(), hh[..2 * hidden].to_vec()));
+            pairs.push((
+                "bias_hh (r, z)",
+                b[..2 * hidden].to_vec(),
+                hh[..2 * hidden].to_vec(),
+            ));
             pairs.push(("bias_hh (n)", b_hn, hh[2 * hidden..].to_vec()));
         }
         pairs
@@ -422,4 +458,3 @@ pub fn run_case<B: AutodiffBackend>(case: &Case, tolerance: f64) {
         other => panic!("unknown kind {other}"),
     }
 }
-

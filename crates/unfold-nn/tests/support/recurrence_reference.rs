@@ -2,7 +2,6 @@
 //! the GPU kernels are tested against (`tests/cubecl_recurrence.rs`). Written from the
 //! semantics, not from the kernels.
 
-
 /// One problem: row-major buffers and the step layout.
 #[derive(Debug, Clone)]
 pub struct Problem {

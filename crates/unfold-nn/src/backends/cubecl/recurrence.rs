@@ -200,8 +200,16 @@ fn check_w_and_h0<R: CubeRuntime>(
     batch: usize,
     hidden: usize,
 ) {
-    assert_eq!(w.shape().dims::<2>(), [hidden, hidden], "w must be [hidden, hidden]");
-    assert_eq!(h0.shape().dims::<2>(), [batch, hidden], "h0 must be [batch, hidden]");
+    assert_eq!(
+        w.shape().dims::<2>(),
+        [hidden, hidden],
+        "w must be [hidden, hidden]"
+    );
+    assert_eq!(
+        h0.shape().dims::<2>(),
+        [batch, hidden],
+        "h0 must be [batch, hidden]"
+    );
 }
 
 /// Every state `[batch, time, hidden]` of `h(t) = act(drive(t) + h(t-1) W)`, in one kernel

@@ -37,4 +37,3 @@ pub(super) fn backward<F: HostFloat>(
     });
     tensor::<F, 1>(grad, dims)
 }
-

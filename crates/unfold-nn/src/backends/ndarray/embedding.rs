@@ -69,4 +69,3 @@ pub(super) fn backward<F: HostFloat>(
         tensor::<F, 1>(d_b, [hidden]),
     ]
 }
-

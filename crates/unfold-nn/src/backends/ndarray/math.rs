@@ -196,15 +196,29 @@ macro_rules! matrixmultiply_gemm {
         let (m, k, n, a, b, c) = ($m, $k, $n, $a, $b, $c);
         let (rsa, csa, rsb, csb, rsc) = ($rsa, $csa, $rsb, $csb, $rsc);
         assert!(
-            fits(a.len(), m, k, rsa, csa) && fits(b.len(), k, n, rsb, csb) && fits(c.len(), m, n, rsc, 1),
+            fits(a.len(), m, k, rsa, csa)
+                && fits(b.len(), k, n, rsb, csb)
+                && fits(c.len(), m, n, rsc, 1),
             "GEMM operands out of bounds"
         );
         // SAFETY: the bounds of all three strided matrices were checked just above, and `c`
         // is borrowed mutably, so it does not alias `a` or `b`.
         unsafe {
             $gemm(
-                m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize,
-                csb as isize, $beta, c.as_mut_ptr(), rsc as isize, 1,
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                $beta,
+                c.as_mut_ptr(),
+                rsc as isize,
+                1,
             );
         }
     }};
@@ -231,7 +245,21 @@ impl HostFloat for f32 {
         if sgemm::available() && (csb == 1 || n == 1) && (beta == 0.0 || beta == 1.0) {
             return sgemm::sgemm(m, k, n, a, rsa, csa, b, rsb, beta == 1.0, c, rsc);
         }
-        matrixmultiply_gemm!(matrixmultiply::sgemm, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+        matrixmultiply_gemm!(
+            matrixmultiply::sgemm,
+            m,
+            k,
+            n,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc
+        );
     }
 
     fn tanh(self) -> Self {
@@ -266,7 +294,10 @@ impl HostFloat for f32 {
         match tensor {
             NdArrayTensor::F32(storage) => storage.into_shared(),
             NdArrayTensor::F64(storage) => storage.into_shared().mapv(|x| x as f32).into_shared(),
-            other => panic!("the host kernels take float tensors, not {:?}", other.dtype()),
+            other => panic!(
+                "the host kernels take float tensors, not {:?}",
+                other.dtype()
+            ),
         }
     }
 
@@ -296,7 +327,21 @@ impl HostFloat for f64 {
         c: &mut [f64],
         rsc: usize,
     ) {
-        matrixmultiply_gemm!(matrixmultiply::dgemm, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+        matrixmultiply_gemm!(
+            matrixmultiply::dgemm,
+            m,
+            k,
+            n,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc
+        );
     }
 
     fn tanh(self) -> Self {
@@ -315,7 +360,10 @@ impl HostFloat for f64 {
         match tensor {
             NdArrayTensor::F64(storage) => storage.into_shared(),
             NdArrayTensor::F32(storage) => storage.into_shared().mapv(|x| x.elem()).into_shared(),
-            other => panic!("the host kernels take float tensors, not {:?}", other.dtype()),
+            other => panic!(
+                "the host kernels take float tensors, not {:?}",
+                other.dtype()
+            ),
         }
     }
 

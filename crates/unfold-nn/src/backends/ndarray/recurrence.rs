@@ -290,7 +290,10 @@ mod tests {
     #[test]
     #[allow(clippy::single_range_in_vec_init)] // one part holding every row, on purpose
     fn rows_split_across_threads_give_the_single_thread_result() {
-        for (reverse, act) in [false, true].into_iter().flat_map(|r| [(r, Nonlinearity::Tanh), (r, Nonlinearity::Relu)]) {
+        for (reverse, act) in [false, true]
+            .into_iter()
+            .flat_map(|r| [(r, Nonlinearity::Tanh), (r, Nonlinearity::Relu)])
+        {
             let (drive, grad, w, h0, steps) = problem(reverse);
             let (one, split) = ([0..7], [0..2, 2..3, 3..7]);
 
@@ -315,5 +318,4 @@ mod tests {
             }
         }
     }
-
 }
