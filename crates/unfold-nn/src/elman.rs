@@ -130,6 +130,15 @@ impl<B: Backend> Recurrence<B> for ElmanCell<B> {
         recurrence::step(h, drive, &self.w.val(), self.nonlinearity)
     }
 
+    fn generation_layer(&self) -> Option<crate::sample::GenerationLayer<B>> {
+        Some(crate::sample::GenerationLayer::new(
+            self.u.val(),
+            self.b.as_ref().map(Param::val),
+            Some(self.w.val()),
+            self.nonlinearity,
+        ))
+    }
+
     /// The whole sequence through the fused recurrence ([`recurrence::recurrence`]).
     fn scan(
         &self,

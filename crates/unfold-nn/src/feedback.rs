@@ -96,7 +96,7 @@ use crate::readout::{Readout, ReadoutConfig};
 use crate::recurrence::{
     drive_at, scan, validate_lengths, SequenceInput, State, StepPlan, UnrollOptions, Unrolled,
 };
-use crate::sample::check_feeds_back;
+use crate::sample::{check_feeds_back, GenerationLayer, GenerationNet};
 
 // ---------------------------------------------------------------------------------------------
 // What is fed back.
@@ -1048,6 +1048,19 @@ impl<B: Backend> Autoregressive<B> for OutputFeedbackRnn<B> {
             parts.input_drive(SequenceInput::Tokens(ids.clone())) + embedding(parts.w.clone(), ids);
         let pre = pre.reshape([batch, self.hidden_size()]);
         State::new(parts.step(state.into_output(), pre))
+    }
+
+    /// One tanh layer whose token table is `U + W` (the chosen token is both `x(t+1)` and
+    /// `r(t)`), with `W_hh` as its recurrence when there is one.
+    fn generation_net(&self, state: &State<B>) -> Option<GenerationNet<B>> {
+        let parts = self.parts();
+        let layer = GenerationLayer::new(parts.u + parts.w, parts.b, parts.w_hh, Nonlinearity::Tanh);
+        Some(GenerationNet::new(
+            vec![layer],
+            self.readout.v.val(),
+            self.readout.c.as_ref().map(|c| c.val()),
+            vec![state.output().clone()],
+        ))
     }
 }
 

@@ -10,6 +10,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 use crate::error::Result;
 use crate::loss::Reduction;
 use crate::recurrence::{SequenceInput, State, UnrollOptions};
+use crate::sample::GenerationNet;
 
 /// What a sequence model returns for a batch.
 #[derive(Debug, Clone)]
@@ -118,4 +119,15 @@ pub trait Autoregressive<B: Backend>: SequenceModel<B> {
 
     /// Feeds the chosen tokens `[batch]` back: the state after them.
     fn feed(&self, state: State<B>, tokens: Tensor<B, 1, Int>) -> State<B>;
+
+    /// The model's generation step as plain matrices, starting from `state`, for backends that
+    /// run the whole free-running loop as one operation (see
+    /// [`generate`](crate::sample::generate)). `None`, the default, keeps the step-by-step loop
+    /// of [`next_logits`](Self::next_logits) and [`feed`](Self::feed); only unfold's own models
+    /// can describe themselves this way.
+    #[doc(hidden)]
+    fn generation_net(&self, state: &State<B>) -> Option<GenerationNet<B>> {
+        let _ = state;
+        None
+    }
 }

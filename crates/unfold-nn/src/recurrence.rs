@@ -304,6 +304,14 @@ pub trait Recurrence<B: Backend> {
         State::new(self.step(state.into_output(), drive))
     }
 
+    /// This cell as one layer of plain matrices, `h ← act(b + x U + h W)`, for the fused
+    /// generation kernel ([`crate::sample::generate`]); `None`, the default, for any cell that is
+    /// not unfold's Elman cell.
+    #[doc(hidden)]
+    fn generation_layer(&self) -> Option<crate::sample::GenerationLayer<B>> {
+        None
+    }
+
     /// All steps of the sequence from `initial`: every `h(t)` and the state at each
     /// sequence's end. The default loops [`step_state`](Recurrence::step_state) through
     /// [`scan`], checking at the first step that the cell returns the widths it declares; a

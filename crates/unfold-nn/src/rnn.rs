@@ -12,7 +12,7 @@ use crate::loss::{try_readout_nll, Reduction};
 use crate::model::{Autoregressive, RnnLoss, RnnOutput, SequenceModel};
 use crate::readout::Readout;
 use crate::recurrence::{Recurrence, SequenceInput, State, UnrollOptions, Unrolled};
-use crate::sample::check_feeds_back;
+use crate::sample::{check_feeds_back, GenerationNet};
 use crate::stack::RecurrentStack;
 
 /// A [`RecurrentStack`] of cells `C` read out by `o(t) = c + V h(t)` at every step.
@@ -137,5 +137,30 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> Autoregressive<B> for StackedRnn<
             .drive(SequenceInput::Tokens(tokens.unsqueeze_dim(1)));
         self.stack
             .step(state, crate::recurrence::drive_at(&drive, 0))
+    }
+
+    /// Every layer's matrices, when every layer is an Elman cell (one state part each) and no
+    /// dropout would apply between them (dropout is active on an autodiff backend).
+    fn generation_net(&self, state: &State<B>) -> Option<GenerationNet<B>> {
+        let dropout = B::ad_enabled(&state.output().device()) && self.stack.dropout.prob > 0.0;
+        if self.stack.is_bidirectional() || dropout {
+            return None;
+        }
+        let layers = self
+            .stack
+            .layers
+            .iter()
+            .map(Recurrence::generation_layer)
+            .collect::<Option<Vec<_>>>()?;
+        if state.parts().len() != layers.len() {
+            return None;
+        }
+        let readout = &self.readout;
+        Some(GenerationNet::new(
+            layers,
+            readout.v.val(),
+            readout.c.as_ref().map(|c| c.val()),
+            state.parts().to_vec(),
+        ))
     }
 }

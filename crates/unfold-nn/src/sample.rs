@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::Autoregressive;
+use crate::ops::generation::fused_generate;
+#[doc(hidden)]
+pub use crate::ops::generation::{GenerationLayer, GenerationNet};
 
 /// Draws one class from `softmax(logits / temperature)`.
 ///
@@ -171,17 +174,51 @@ pub struct GenerateConfig {
     pub seed: u64,
 }
 
+/// The generator stream `stream` draws from: seeded `seed + stream` (see
+/// [`GenerateConfig::seed`]).
+pub(crate) fn stream_rng(seed: u64, stream: usize) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_add(stream as u64))
+}
+
 /// Free-running generation, batched: warms the state on every prompt, then `config.steps`
 /// times chooses a token per stream by `config.sampling` and feeds it back.
 ///
 /// Returns the generated ids of each stream (without its prompt). Prompts may differ in length.
 /// Reproducible: the same model, prompts and config give the same tokens. Errors on an empty
 /// batch or prompt, ids outside the vocabulary, zero steps, a temperature ≤ 0 or `k` = 0.
+///
+/// Where the backend has a generation kernel (ndarray) and the model is one of unfold's own
+/// recurrences (Elman, any number of layers; Jordan; Elman–Jordan), the free-running loop after
+/// the prompts runs as one fused operation ([`Autoregressive::generation_net`]): the same steps
+/// and the same draws from the same generators, without Burn's per-operation overhead per token.
+/// Other models and backends run it step by step through `next_logits` and `feed`.
 pub fn generate<B: Backend, M: Autoregressive<B> + ?Sized>(
     model: &M,
     prompts: &[impl AsRef<[usize]>],
     config: &GenerateConfig,
     device: &B::Device,
+) -> Result<Vec<Vec<usize>>> {
+    generate_with(model, prompts, config, device, true)
+}
+
+/// [`generate`] always through the step-by-step loop (`next_logits`, `feed`), never the fused
+/// kernel: the reference the fused path is tested and benchmarked against.
+#[doc(hidden)]
+pub fn generate_step_by_step<B: Backend, M: Autoregressive<B> + ?Sized>(
+    model: &M,
+    prompts: &[impl AsRef<[usize]>],
+    config: &GenerateConfig,
+    device: &B::Device,
+) -> Result<Vec<Vec<usize>>> {
+    generate_with(model, prompts, config, device, false)
+}
+
+fn generate_with<B: Backend, M: Autoregressive<B> + ?Sized>(
+    model: &M,
+    prompts: &[impl AsRef<[usize]>],
+    config: &GenerateConfig,
+    device: &B::Device,
+    allow_fused: bool,
 ) -> Result<Vec<Vec<usize>>> {
     config.sampling.validate()?;
     if config.steps == 0 {
@@ -193,10 +230,16 @@ pub fn generate<B: Backend, M: Autoregressive<B> + ?Sized>(
     }
     let (ids, lengths) = pad_prompts::<B>(prompts, model.output_size(), device)?;
     let batch = lengths.len();
-    let mut rngs: Vec<StdRng> = (0..batch)
-        .map(|stream| StdRng::seed_from_u64(config.seed.wrapping_add(stream as u64)))
-        .collect();
     let mut state = model.warm(ids, &lengths)?;
+    if allow_fused {
+        if let Some(tokens) = model
+            .generation_net(&state)
+            .and_then(|net| fused_generate(net, config))
+        {
+            return tokens;
+        }
+    }
+    let mut rngs: Vec<StdRng> = (0..batch).map(|s| stream_rng(config.seed, s)).collect();
     let mut generated = vec![Vec::with_capacity(config.steps); batch];
     for step in 0..config.steps {
         // One device read per step for the whole batch.
@@ -267,8 +310,8 @@ mod tests {
     use crate::elman::ElmanRnn;
     use crate::elman::ElmanRnnConfig;
     use crate::model::SequenceModel;
-    use crate::recurrence::UnrollOptions;
-    use burn::module::Initializer;
+    use crate::recurrence::{State, UnrollOptions};
+    use burn::module::{AutodiffModule, Initializer};
 
     type TestBackend = burn::backend::NdArray<f64>;
     type Device = burn::backend::ndarray::NdArrayDevice;
@@ -450,6 +493,111 @@ mod tests {
                 generate(&model, &prompts, &config.clone().with_seed(8), &device).unwrap();
             assert_ne!(batched, reseeded);
         }
+    }
+
+    /// Every sampling rule with a seed, on prompts of different lengths.
+    fn samplings() -> [GenerateConfig; 3] {
+        [
+            GenerateConfig::new(25).with_sampling(Sampling::Greedy),
+            GenerateConfig::new(25)
+                .with_sampling(Sampling::Temperature(1.4))
+                .with_seed(11),
+            GenerateConfig::new(25)
+                .with_sampling(Sampling::TopK {
+                    k: 3,
+                    temperature: 0.8,
+                })
+                .with_seed(12),
+        ]
+    }
+
+    /// The fused generation against the step-by-step loop it replaces: the same tokens for
+    /// every sampling rule, and (so that the comparison is not of the loop with itself) the
+    /// fused kernel ran wherever the backend has one.
+    fn fused_equals_step_by_step<B: Backend, M: Autoregressive<B>>(model: &M, device: &B::Device) {
+        let prompts = [vec![1, 2, 3], vec![5], vec![0, 4, 4, 4, 2], vec![3, 3]];
+        for config in samplings() {
+            let fused = generate(model, &prompts, &config, device).unwrap();
+            let reference = generate_step_by_step(model, &prompts, &config, device).unwrap();
+            assert_eq!(fused, reference, "{:?}", config.sampling);
+        }
+        let (ids, lengths) = pad_prompts::<B>(&prompts, model.output_size(), device).unwrap();
+        let state = model.warm(ids, &lengths).unwrap();
+        let net = model.generation_net(&state).expect("one of unfold's own models");
+        let ran = fused_generate(net, &samplings()[0]).is_some();
+        assert_eq!(ran, cfg!(feature = "ndarray") && crate::has_kernels::<B>());
+    }
+
+    fn stacked<B: Backend>(layers: usize, act: crate::Nonlinearity, bias: bool, device: &B::Device) -> ElmanRnn<B> {
+        ElmanRnnConfig::new(6, 8, 6)
+            .with_num_layers(layers)
+            .with_nonlinearity(act)
+            .with_bias(bias)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 1.0,
+            })
+            .init(device)
+    }
+
+    #[test]
+    fn fused_generation_draws_the_tokens_of_the_step_by_step_loop() {
+        use crate::feedback::{ElmanJordanRnnConfig, JordanRnnConfig};
+        use crate::Nonlinearity::{Relu, Tanh};
+        type F32 = burn::backend::NdArray<f32>;
+        type Ad = burn::backend::Autodiff<TestBackend>;
+        let device = Default::default();
+        fused_equals_step_by_step(&model(&device), &device);
+        fused_equals_step_by_step(&stacked::<TestBackend>(3, Relu, false, &device), &device);
+        fused_equals_step_by_step(&stacked::<F32>(2, Tanh, true, &device), &device);
+        // On an autodiff backend (the model being trained), with dropout off.
+        fused_equals_step_by_step(&stacked::<Ad>(2, Tanh, true, &device), &device);
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: 1.0,
+        };
+        let jordan = JordanRnnConfig::new(6, 8, 6).with_initializer(normal.clone());
+        fused_equals_step_by_step(&jordan.init::<TestBackend>(&device), &device);
+        let both = ElmanJordanRnnConfig::new(6, 8, 6).with_initializer(normal);
+        fused_equals_step_by_step(&both.init::<F32>(&device), &device);
+    }
+
+    #[test]
+    fn fused_generation_split_across_cores_equals_each_stream_alone() {
+        // Enough work per call that the kernel splits the streams across threads (when the
+        // machine has two cores or more).
+        let device = Default::default();
+        let model = ElmanRnnConfig::new(6, 96, 6)
+            .with_num_layers(2)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.3,
+            })
+            .init::<TestBackend>(&device);
+        let prompts: Vec<Vec<usize>> = (0..8).map(|i| vec![i % 6, (i * 5) % 6]).collect();
+        let config = GenerateConfig::new(300).with_seed(3);
+        let batched = generate(&model, &prompts, &config, &device).unwrap();
+        assert_eq!(
+            batched,
+            generate_step_by_step(&model, &prompts, &config, &device).unwrap()
+        );
+        for i in [0, 7] {
+            let alone = config.clone().with_seed(3 + i as u64);
+            assert_eq!(generate(&model, &[&prompts[i]], &alone, &device).unwrap()[0], batched[i]);
+        }
+    }
+
+    #[test]
+    fn generation_with_dropout_on_an_autodiff_backend_keeps_the_step_by_step_loop() {
+        type Ad = burn::backend::Autodiff<TestBackend>;
+        let device = Default::default();
+        let model = ElmanRnnConfig::new(6, 8, 6)
+            .with_num_layers(2)
+            .with_dropout(0.5)
+            .init::<Ad>(&device);
+        let state = State::from_parts(vec![Tensor::zeros([1, 8], &device); 2]);
+        assert!(model.generation_net(&state).is_none());
+        assert!(model.valid().generation_net(&State::from_parts(vec![Tensor::zeros([1, 8], &device); 2])).is_some());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | a nonlinearity | `y = act(x)`, elementwise | the output `y` | [`activation`] |
 //! | the readout loss | `o = c + h V`, log-softmax, masked NLL | `G = ∂L/∂o` | [`readout_nll`] |
 //! | a sequence's steps | row `t` of `[batch, time, width]`, every `t` | one stack of the rows' gradients | [`steps`] |
+//! | free-running generation | every token's step, readout and draw | (no gradient) | [`generation`] |
 //!
 //! Recorded op by op, Burn's autodiff keeps a node per tensor operation per step (ten or so
 //! for one tanh step, with the per-step slices of a tracked tensor each getting a full-size
@@ -39,6 +40,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod embedding;
+pub(crate) mod generation;
 pub(crate) mod readout_nll;
 pub(crate) mod recurrence;
 pub(crate) mod steps;
@@ -55,6 +57,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
+pub use generation::{GenerationLayer, GenerationNet};
 pub use readout_nll::{NllRows, ReadoutNllGrads};
 pub use recurrence::RecurrenceGrads;
 
@@ -155,6 +158,17 @@ pub trait Kernels: Backend {
     fn fused_split_steps(drive: FloatTensor<Self>) -> Vec<FloatTensor<Self>> {
         steps::default_split::<Self>(drive)
     }
+
+    /// Free-running generation of `net` for `config.steps` tokens, every stream at once: the
+    /// generated tokens, or `None` when the backend has no such kernel (the default: the
+    /// caller runs the generic loop). See [`generation`].
+    fn fused_generate(
+        net: GenerationNet<Self>,
+        config: &crate::sample::GenerateConfig,
+    ) -> Option<crate::error::Result<Vec<Vec<usize>>>> {
+        let _ = (net, config);
+        None
+    }
 }
 
 /// Autodiff: each forward records one node whose backward runs the inner backend's kernels.
@@ -195,6 +209,14 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 
     fn fused_split_steps(drive: FloatTensor<Self>) -> Vec<FloatTensor<Self>> {
         steps::record::<B, C>(drive)
+    }
+
+    /// Generation records nothing: the inner backend's kernel on the inner tensors.
+    fn fused_generate(
+        net: GenerationNet<Self>,
+        config: &crate::sample::GenerateConfig,
+    ) -> Option<crate::error::Result<Vec<Vec<usize>>>> {
+        B::fused_generate(net.inner(), config)
     }
 }
 

@@ -2,8 +2,8 @@
 //! the tensors' own contiguous buffers, vectorised nonlinearities, the batch's rows split
 //! across cores.
 //!
-//! - `recurrence`, `embedding`, `activation`, `readout_nll`: one kernel module per operation
-//!   of [`crate::ops`].
+//! - `recurrence`, `embedding`, `activation`, `readout_nll`, `generation`: one kernel module per
+//!   operation of [`crate::ops`].
 //! - `math`: the float types the kernels run in ([`HostFloat`]: GEMM, `tanh`, `exp`, the
 //!   nonlinearities' forward and backward loops), with AVX-512 versions where the CPU has it.
 //! - `sgemm`: the AVX-512 f32 GEMM; `parallel`: the worker pool that splits rows.
@@ -14,6 +14,7 @@
 
 mod activation;
 mod embedding;
+mod generation;
 mod math;
 pub(crate) mod parallel;
 mod readout_nll;
@@ -29,7 +30,7 @@ use burn::tensor::{DType, TensorMetadata};
 pub(crate) use math::HostFloat;
 
 use crate::nonlinearity::Nonlinearity;
-use crate::ops::{Kernels, NllRows, ReadoutNllGrads, RecurrenceGrads};
+use crate::ops::{GenerationNet, Kernels, NllRows, ReadoutNllGrads, RecurrenceGrads};
 use crate::recurrence::Steps;
 
 /// Runs `$body` with `$F` the float type of `$tensor`'s elements: ndarray's float tensors are
@@ -124,6 +125,15 @@ where
     ) -> ReadoutNllGrads<Self> {
         let [h, v, c] = with_float!(g, F => readout_nll::backward::<F>(grad, g, h, v));
         ReadoutNllGrads { h, v, c }
+    }
+
+    fn fused_generate(
+        net: GenerationNet<Self>,
+        config: &crate::sample::GenerateConfig,
+    ) -> Option<crate::error::Result<Vec<Vec<usize>>>> {
+        let probe = net.v.clone().into_primitive().tensor();
+        let primitive = |t: burn::tensor::Tensor<Self, 2>| t.into_primitive().tensor();
+        Some(with_float!(probe, F => generation::generate::<F, Self>(net, config, primitive)))
     }
 }
 
