@@ -36,9 +36,9 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use unfold::nn::internals::{Kernels, NllRows, Steps};
 use unfold::nn::memory;
-use unfold::nn::sample::{generate, GenerateConfig, Sampling};
+use unfold::nn::sample::{generate, generate_step_by_step, GenerateConfig, Sampling};
 use unfold::nn::{
-    sequence_nll, unroll, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn, JordanRnnConfig,
+    sequence_nll, unroll, Autoregressive, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn, JordanRnnConfig,
     LstmCellConfig, Nonlinearity, Recurrence, Reduction, SequenceInput, SequenceModel,
     UnrollOptions,
 };
@@ -395,16 +395,22 @@ fn burn_nn_jordan_step<B: AutodiffBackend>(shape: Shape) -> impl FnMut() {
 const GEN_STREAMS: usize = 32;
 const GEN_TOKENS: usize = 256;
 
-/// unfold's batched free-running generation (temperature 1 sampling).
-fn unfold_generate<B: Backend>() -> impl FnMut() {
+/// unfold's batched free-running generation (temperature 1 sampling) of `model`: through the
+/// fused generation kernel where the backend has one, or (`fused` false) the step-by-step loop
+/// the kernel replaced, for the before/after in one run.
+fn unfold_generate<B: Backend, M: Autoregressive<B> + 'static>(model: M, fused: bool) -> impl FnMut() {
     let device = Default::default();
-    let model: ElmanRnn<B> = ElmanRnnConfig::new(65, 256, 65).init(&device);
     let prompts: Vec<Vec<usize>> = (0..GEN_STREAMS)
         .map(|i| vec![i % 65, (i * 7) % 65])
         .collect();
     let config = GenerateConfig::new(GEN_TOKENS).with_sampling(Sampling::Temperature(1.0));
     move || {
-        generate(&model, &prompts, &config, &device).unwrap();
+        let tokens = if fused {
+            generate(&model, &prompts, &config, &device)
+        } else {
+            generate_step_by_step(&model, &prompts, &config, &device)
+        };
+        tokens.unwrap();
     }
 }
 
@@ -1007,10 +1013,25 @@ fn main() {
     let name = "generate (32 streams x 256 tokens, H256 V65)";
     if wanted(name) {
         let tokens = (GEN_STREAMS * GEN_TOKENS) as f64;
+        type B = backend::Backend;
+        let device = Default::default();
+        let elman = |layers| ElmanRnnConfig::new(65, 256, 65).with_num_layers(layers).init::<B>(&device);
+        let jordan = || JordanRnnConfig::new(65, 256, 65).init::<B>(&device);
         let systems: Vec<(&str, Step)> = vec![
+            ("unfold generate (batched)", Box::new(unfold_generate(elman(1), true))),
             (
-                "unfold generate (batched)",
-                Box::new(unfold_generate::<backend::Backend>()),
+                "unfold generate, step by step (the loop before the fused kernel)",
+                Box::new(unfold_generate(elman(1), false)),
+            ),
+            ("unfold generate, 2 layers", Box::new(unfold_generate(elman(2), true))),
+            (
+                "unfold generate, 2 layers, step by step",
+                Box::new(unfold_generate(elman(2), false)),
+            ),
+            ("unfold JordanRnn generate", Box::new(unfold_generate(jordan(), true))),
+            (
+                "unfold JordanRnn generate, step by step",
+                Box::new(unfold_generate(jordan(), false)),
             ),
             (
                 "burn-nn Rnn + Linear (step by step)",
