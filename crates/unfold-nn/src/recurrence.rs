@@ -290,6 +290,12 @@ pub trait Recurrence<B: Backend> {
     ///
     /// A cell with several state parts implements [`step_state`](Recurrence::step_state)
     /// instead; this default is only reached by a cell that implements neither.
+    ///
+    /// Work on the parameters alone (a bias reshaped to `[1, hidden]`, a weight transposed)
+    /// belongs in [`drive`](Recurrence::drive), not here: under Burn 0.21's autodiff an
+    /// operation whose only tracked input is a parameter starts a new graph at every step, and
+    /// merging it into the sequence's graph costs time that grows with the sequence (the
+    /// built-in `GruCell` carries its `b_hn` in the drive for this reason).
     fn step(&self, h: Tensor<B, 2>, drive: Tensor<B, 2>) -> Tensor<B, 2> {
         let _ = (h, drive);
         panic!(
