@@ -1,7 +1,8 @@
 //! The float types the host kernels run in, and their elementwise loops.
 //!
-//! The loops are written once, generically ([`loops`]); for f32 they run compiled for AVX-512
-//! where the CPU has it (the crate itself is built for baseline x86-64), using the rational
+//! The loops are written once, generically ([`loops`]); for f32 they run compiled for AVX-512,
+//! or AVX2 with FMA, where the CPU has it (the crate itself is built for baseline x86-64),
+//! using the rational
 //! `tanh` and polynomial `exp` below, which vectorise where libm's do not.
 
 use burn::backend::ndarray::{NdArrayTensor, SharedArray};
@@ -144,40 +145,65 @@ mod loops {
     }
 }
 
-/// The f32 loops compiled for AVX-512, so that they vectorise 16 wide.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::loops;
-    use crate::nonlinearity::Nonlinearity;
+/// The f32 loops compiled for a wider instruction set, so that they vectorise: one module per
+/// set, the same loops.
+macro_rules! simd_loops {
+    ($(#[$doc:meta])* $module:ident, $features:literal) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        mod $module {
+            use super::loops;
+            use crate::nonlinearity::Nonlinearity;
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn activate(x: &mut [f32], act: Nonlinearity) {
-        loops::activate(x, act);
-    }
+            #[target_feature(enable = $features)]
+            pub unsafe fn activate(x: &mut [f32], act: Nonlinearity) {
+                loops::activate(x, act);
+            }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn activation_grad(g: &mut [f32], y: &[f32], act: Nonlinearity) {
-        loops::activation_grad(g, y, act);
-    }
+            #[target_feature(enable = $features)]
+            pub unsafe fn activation_grad(g: &mut [f32], y: &[f32], act: Nonlinearity) {
+                loops::activation_grad(g, y, act);
+            }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn activation_backward(da: &mut [f32], carry: &[f32], h: &[f32], act: Nonlinearity) {
-        loops::activation_backward(da, carry, h, act);
-    }
+            #[target_feature(enable = $features)]
+            pub unsafe fn activation_backward(
+                da: &mut [f32],
+                carry: &[f32],
+                h: &[f32],
+                act: Nonlinearity,
+            ) {
+                loops::activation_backward(da, carry, h, act);
+            }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn exp(x: &mut [f32]) {
-        loops::exp(x);
-    }
+            #[target_feature(enable = $features)]
+            pub unsafe fn exp(x: &mut [f32]) {
+                loops::exp(x);
+            }
+        }
+    };
 }
 
-/// `$avx512(args)` where the CPU has AVX-512, else `$portable(args)`.
+simd_loops!(
+    /// 16 lanes.
+    avx512,
+    "avx512f"
+);
+simd_loops!(
+    /// 8 lanes, with fused multiply-add.
+    avx2,
+    "avx2,fma"
+);
+
+/// The loop `$name(args)` compiled for the widest instruction set the CPU has (the one the
+/// GEMM kernel uses), else the portable one.
 macro_rules! f32_loop {
     ($name:ident($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
-        if sgemm::available() {
-            // SAFETY: the CPU has avx512f (checked just above).
-            return unsafe { avx512::$name($($arg),*) };
+        match sgemm::isa() {
+            // SAFETY: the CPU has these instruction sets (`isa` detected them).
+            Some(sgemm::Isa::Avx512) => return unsafe { avx512::$name($($arg),*) },
+            Some(sgemm::Isa::Avx2) => return unsafe { avx2::$name($($arg),*) },
+            None => {}
         }
         loops::$name($($arg),*)
     }};
@@ -241,8 +267,9 @@ impl HostFloat for f32 {
         c: &mut [f32],
         rsc: usize,
     ) {
-        // The AVX-512 kernel reads `B` in place (no packing): where it applies, use it.
-        if sgemm::available() && (csb == 1 || n == 1) && (beta == 0.0 || beta == 1.0) {
+        // The SIMD kernel reads `B` in place (no packing): where it applies and pays, use it.
+        let in_place = (csb == 1 || n == 1) && (beta == 0.0 || beta == 1.0);
+        if in_place && sgemm::prefers_in_place(m, k, n) {
             return sgemm::sgemm(m, k, n, a, rsa, csa, b, rsb, beta == 1.0, c, rsc);
         }
         matrixmultiply_gemm!(

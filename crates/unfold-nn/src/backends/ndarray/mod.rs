@@ -5,8 +5,9 @@
 //! - `recurrence`, `embedding`, `activation`, `readout_nll`, `generation`: one kernel module per
 //!   operation of [`crate::ops`].
 //! - `math`: the float types the kernels run in ([`HostFloat`]: GEMM, `tanh`, `exp`, the
-//!   nonlinearities' forward and backward loops), with AVX-512 versions where the CPU has it.
-//! - `sgemm`: the AVX-512 f32 GEMM; `parallel`: the worker pool that splits rows.
+//!   nonlinearities' forward and backward loops), with AVX-512 or AVX2 versions where the CPU
+//!   has them.
+//! - `sgemm`: the SIMD f32 GEMM (AVX-512 or AVX2); `parallel`: the worker pool that splits rows.
 //!
 //! Written by hand rather than composed from ndarray operations because each step is a
 //! strided `C ← A·B + C` into a slice of the state buffer, which ndarray's API would copy

@@ -1,4 +1,5 @@
-//! An AVX-512 f32 GEMM for the host kernels' products, `C ← A·B (+ C)`, with `B` read in place.
+//! The host kernels' f32 GEMM, `C ← A·B (+ C)`, with `B` read in place: AVX-512 where the CPU
+//! has it, else AVX2 with FMA.
 //!
 //! Written by hand rather than taken from a crate because of the recurrence's shape: 64 small
 //! products `[32, 256] × [256, 256]` per pass against the same `W`. `matrixmultiply` (the GEMM
@@ -6,13 +7,15 @@
 //! for 32 rows of work, and no Rust GEMM crate takes an operand packed once by the caller. Here
 //! `B` is read directly: its rows are already contiguous (`W` row-major in the forward pass; a
 //! transposed copy made once per pass in the backward pass), which is the layout a packed panel
-//! would have, and it stays in L2 across the steps. Measured at the per-step shape on this
-//! project's 2-core AVX-512 machine: see BENCHMARKS.md.
+//! would have, and it stays in L2 across the steps. Measured at the per-step shape: see
+//! BENCHMARKS.md (`cargo bench --bench rnn -- gemm`).
 //!
-//! Register blocking: a block of `ROWS` rows of `C` by `16·VECS` columns lives in `ROWS × VECS`
-//! zmm accumulators; each step of the inner loop loads one row of `B` (`VECS` vectors), and
-//! broadcasts one element of `A` per row into `VECS` fused multiply-adds. Column tails use
-//! masked loads and stores, so any `n` works without padding.
+//! Register blocking: a block of `ROWS` rows of `C` by `LANES·V` columns lives in `ROWS × V`
+//! vector accumulators; each step of the inner loop loads one row of `B` (`V` vectors), and
+//! broadcasts one element of `A` per row into `V` fused multiply-adds. Column tails use
+//! masked loads and stores, so any `n` works without padding. The loop is written once
+//! ([`block_of`]) over the instruction set ([`Simd`]): 6 × 64 columns in 24 of AVX-512's 32
+//! registers, 6 × 16 in 12 of AVX2's 16.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -20,23 +23,63 @@ use std::sync::OnceLock;
 
 /// Rows of `C` per register block.
 const ROWS: usize = 6;
-/// zmm vectors (16 floats each) per register block: 64 columns.
-const VECS: usize = 4;
 /// Rows of `B` per pass over `C`: a 64-column panel of 256 rows is 64 KiB, at home in L2.
 const DEPTH: usize = 256;
 
-/// Whether this CPU runs the AVX-512 kernel (checked once).
-pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
+/// The vector instruction set the kernel runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// 16 f32 lanes, masked loads and stores.
+    Avx512,
+    /// 8 f32 lanes with fused multiply-add.
+    Avx2,
+}
+
+/// The instruction set this CPU runs the kernel with (checked once), or `None`: then the
+/// callers use `matrixmultiply`. `UNFOLD_NO_AVX512` set in the environment skips AVX-512 and
+/// `UNFOLD_NO_SIMD_GEMM` skips both (for before/after measurements).
+pub fn isa() -> Option<Isa> {
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::env::var_os("UNFOLD_NO_AVX512").is_none()
+            let off = |var: &str| std::env::var_os(var).is_some();
+            if off("UNFOLD_NO_SIMD_GEMM") {
+                return None;
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") && !off("UNFOLD_NO_AVX512") {
+                return Some(Isa::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Some(Isa::Avx2);
+            }
+            None
         }
         #[cfg(not(target_arch = "x86_64"))]
-        false
+        None
     })
+}
+
+/// Whether this CPU runs the kernel ([`isa`] is some).
+pub fn available() -> bool {
+    isa().is_some()
+}
+
+/// Whether the kernel beats `matrixmultiply` for an `m×k` by `k×n` product on this CPU.
+///
+/// With AVX-512, always (64-column panels; measured at every shape the host kernels run). With
+/// AVX2's 16-column panels only when `B` is small enough to stay in cache (at most 64 K
+/// elements, `[256, 256]`) and `A` is a few rows: then reading `B` in place saves
+/// `matrixmultiply`'s packing of it on every call. Larger products stream `B` from memory once
+/// per row block and re-read `A` once per panel, where packing pays (measured on a 2-core AVX2
+/// EPYC: the per-step `[16|32, 256] × [256, 256]` products 50–81 against 44–59 GFLOP/s; `[64,
+/// 1024] × [1024, 1024]` 37–41 against 50; `[256, 1024] × [1024, 256]` 41–55 against 61–67).
+pub fn prefers_in_place(m: usize, k: usize, n: usize) -> bool {
+    match isa() {
+        Some(Isa::Avx512) => true,
+        Some(Isa::Avx2) => m <= 64 && k.saturating_mul(n) <= 1 << 16,
+        None => false,
+    }
 }
 
 /// `C ← A·B + (C if accumulate)`, `A` `m×k` with strides `(rsa, csa)`, `B` `k×n` with row
@@ -57,7 +100,7 @@ pub fn sgemm(
     c: &mut [f32],
     rsc: usize,
 ) {
-    assert!(available(), "the AVX-512 kernel needs avx512f");
+    let isa = isa().expect("the GEMM kernel needs AVX-512 or AVX2 with FMA");
     let fits = |len: usize, rows: usize, cols: usize, rs: usize, cs: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
     };
@@ -73,33 +116,39 @@ pub fn sgemm(
     // (K = rows·time) re-read all of `B` from memory once per register block.
     for start in (0..k.max(1)).step_by(DEPTH) {
         let depth = DEPTH.min(k - start.min(k));
+        let args = Gemm {
+            m,
+            k: depth,
+            n,
+            // `wrapping_add`: no pointer is formed past the slices' ends when `k` is 0.
+            a: a.as_ptr().wrapping_add(start * csa),
+            rsa,
+            csa,
+            b: b.as_ptr().wrapping_add(start * rsb),
+            rsb,
+            accumulate: accumulate || start > 0,
+            c: c.as_mut_ptr(),
+            rsc,
+        };
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: avx512f is present (asserted above); every access below stays inside the
-        // bounds just checked (columns past `n` are masked off; rows `start..start + depth` of
-        // `B` and columns of `A` are within `k`), and `c` is borrowed mutably, so it aliases
-        // neither `a` nor `b`.
+        // SAFETY: the instruction set was detected on this CPU (`isa`); every access below
+        // stays inside the bounds just checked (columns past `n` are masked off; rows
+        // `start..start + depth` of `B` and columns of `A` are within `k`), and `c` is
+        // borrowed mutably, so it aliases neither `a` nor `b`.
         unsafe {
-            kernel(
-                m,
-                depth,
-                n,
-                a.as_ptr().add(start * csa),
-                rsa,
-                csa,
-                b.as_ptr().add(start * rsb),
-                rsb,
-                accumulate || start > 0,
-                c.as_mut_ptr(),
-                rsc,
-            );
+            match isa {
+                Isa::Avx512 => avx512_kernel(args),
+                Isa::Avx2 => avx2_kernel(args),
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (args, isa); // `isa()` is never some here
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel(
+/// One GEMM call's operands (see [`sgemm`]), as raw pointers for the kernels.
+#[derive(Clone, Copy)]
+struct Gemm {
     m: usize,
     k: usize,
     n: usize,
@@ -111,30 +160,175 @@ unsafe fn kernel(
     accumulate: bool,
     c: *mut f32,
     rsc: usize,
-) {
+}
+
+/// A vector instruction set: the few operations the kernel needs, each one instruction.
+#[cfg(target_arch = "x86_64")]
+trait Simd {
+    /// A vector of f32 lanes.
+    type V: Copy;
+    /// Which lanes of a vector a load or store touches.
+    type Mask: Copy;
+    /// f32 lanes per vector.
+    const LANES: usize;
+    /// Vectors per row of a register block.
+    const VECS: usize;
+    /// The mask of the first `lanes` lanes (`1..=LANES`).
+    unsafe fn mask(lanes: usize) -> Self::Mask;
+    unsafe fn zero() -> Self::V;
+    unsafe fn load(mask: Self::Mask, full: bool, p: *const f32) -> Self::V;
+    unsafe fn splat(x: f32) -> Self::V;
+    /// `a · b + c`.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn store(p: *mut f32, mask: Self::Mask, full: bool, v: Self::V);
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx512 {
+    type V = __m512;
+    type Mask = __mmask16;
+    const LANES: usize = 16;
+    const VECS: usize = 4;
+
+    #[inline(always)]
+    unsafe fn mask(lanes: usize) -> __mmask16 {
+        if lanes >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << lanes) - 1
+        }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(mask: __mmask16, _full: bool, p: *const f32) -> __m512 {
+        _mm512_maskz_loadu_ps(mask, p)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, mask: __mmask16, _full: bool, v: __m512) {
+        _mm512_mask_storeu_ps(p, mask, v)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+/// AVX2's masked moves are slow on some CPUs (AMD's `vmaskmovps` store is microcoded), so full
+/// vectors use plain loads and stores and only a column tail is masked.
+#[cfg(target_arch = "x86_64")]
+impl Simd for Avx2 {
+    type V = __m256;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+    const VECS: usize = 2;
+
+    #[inline(always)]
+    unsafe fn mask(lanes: usize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32), lane)
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(mask: __m256i, full: bool, p: *const f32) -> __m256 {
+        if full {
+            _mm256_loadu_ps(p)
+        } else {
+            _mm256_maskload_ps(p, mask)
+        }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, mask: __m256i, full: bool, v: __m256) {
+        if full {
+            _mm256_storeu_ps(p, v)
+        } else {
+            _mm256_maskstore_ps(p, mask, v)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_kernel(args: Gemm) {
+    kernel::<Avx512>(args)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_kernel(args: Gemm) {
+    kernel::<Avx2>(args)
+}
+
+/// The most vectors per block row of any instruction set (AVX-512's 4).
+const MAX_VECS: usize = 4;
+
+/// Every register block of `C`, column panels outside, row blocks inside.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn kernel<S: Simd>(g: Gemm) {
+    let panel = S::LANES * S::VECS;
     let mut j = 0;
-    while j < n {
-        let cols = (n - j).min(16 * VECS);
-        let vecs = cols.div_ceil(16);
-        let mut masks = [0 as __mmask16; VECS];
-        for (v, mask) in masks.iter_mut().enumerate().take(vecs) {
-            let here = (cols - 16 * v).min(16);
-            *mask = if here == 16 {
-                0xFFFF
-            } else {
-                (1u16 << here) - 1
-            };
+    while j < g.n {
+        let cols = (g.n - j).min(panel);
+        let vecs = cols.div_ceil(S::LANES);
+        let mut masks = [S::mask(S::LANES); MAX_VECS];
+        let mut full = [true; MAX_VECS];
+        for v in 0..vecs {
+            let here = (cols - S::LANES * v).min(S::LANES);
+            masks[v] = S::mask(here);
+            full[v] = here == S::LANES;
         }
         let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(ROWS);
-            let (a, c) = (a.add(i * rsa), c.add(i * rsc + j));
-            let args = (k, a, rsa, csa, b.add(j), rsb, &masks, accumulate, c, rsc);
+        while i < g.m {
+            let rows = (g.m - i).min(ROWS);
+            let block = Block {
+                k: g.k,
+                a: g.a.add(i * g.rsa),
+                rsa: g.rsa,
+                csa: g.csa,
+                b: g.b.add(j),
+                rsb: g.rsb,
+                accumulate: g.accumulate,
+                c: g.c.add(i * g.rsc + j),
+                rsc: g.rsc,
+            };
             match vecs {
-                1 => by_rows::<1>(rows, args),
-                2 => by_rows::<2>(rows, args),
-                3 => by_rows::<3>(rows, args),
-                _ => by_rows::<VECS>(rows, args),
+                1 => by_rows::<S, 1>(rows, block, &masks, &full),
+                2 => by_rows::<S, 2>(rows, block, &masks, &full),
+                3 => by_rows::<S, 3>(rows, block, &masks, &full),
+                _ => by_rows::<S, MAX_VECS>(rows, block, &masks, &full),
             }
             i += rows;
         }
@@ -142,65 +336,71 @@ unsafe fn kernel(
     }
 }
 
-/// The arguments of one register block (see [`block`]).
-#[cfg(target_arch = "x86_64")]
-type BlockArgs<'m> = (
-    usize,
-    *const f32,
-    usize,
-    usize,
-    *const f32,
-    usize,
-    &'m [__mmask16; VECS],
-    bool,
-    *mut f32,
-    usize,
-);
+/// One register block's operands (see [`block_of`]).
+#[derive(Clone, Copy)]
+struct Block {
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    accumulate: bool,
+    c: *mut f32,
+    rsc: usize,
+}
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn by_rows<const V: usize>(rows: usize, args: BlockArgs) {
+unsafe fn by_rows<S: Simd, const V: usize>(
+    rows: usize,
+    block: Block,
+    masks: &[S::Mask; MAX_VECS],
+    full: &[bool; MAX_VECS],
+) {
     match rows {
-        1 => block::<1, V>(args),
-        2 => block::<2, V>(args),
-        3 => block::<3, V>(args),
-        4 => block::<4, V>(args),
-        5 => block::<5, V>(args),
-        _ => block::<ROWS, V>(args),
+        1 => block_of::<S, 1, V>(block, masks, full),
+        2 => block_of::<S, 2, V>(block, masks, full),
+        3 => block_of::<S, 3, V>(block, masks, full),
+        4 => block_of::<S, 4, V>(block, masks, full),
+        5 => block_of::<S, 5, V>(block, masks, full),
+        _ => block_of::<S, ROWS, V>(block, masks, full),
     }
 }
 
-/// One `R × 16V` block of `C`: `Σ_p A[r, p] · B[p, ..]` in registers, then one store.
+/// One `R × LANES·V` block of `C`: `Σ_p A[r, p] · B[p, ..]` in registers, then one store.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows index `acc` and the strided `A`/`C` alike
-unsafe fn block<const R: usize, const V: usize>(
-    (k, a, rsa, csa, b, rsb, masks, accumulate, c, rsc): BlockArgs,
+unsafe fn block_of<S: Simd, const R: usize, const V: usize>(
+    Block { k, a, rsa, csa, b, rsb, accumulate, c, rsc }: Block,
+    masks: &[S::Mask; MAX_VECS],
+    full: &[bool; MAX_VECS],
 ) {
-    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let mut acc = [[S::zero(); V]; R];
     for p in 0..k {
         let b_row = b.add(p * rsb);
-        let mut bv = [_mm512_setzero_ps(); V];
+        let mut bv = [S::zero(); V];
         for v in 0..V {
-            bv[v] = _mm512_maskz_loadu_ps(masks[v], b_row.add(16 * v));
+            bv[v] = S::load(masks[v], full[v], b_row.add(S::LANES * v));
         }
         let a_col = a.add(p * csa);
         for r in 0..R {
-            let av = _mm512_set1_ps(*a_col.add(r * rsa));
+            let av = S::splat(*a_col.add(r * rsa));
             for v in 0..V {
-                acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+                acc[r][v] = S::fma(av, bv[v], acc[r][v]);
             }
         }
     }
     for r in 0..R {
         let c_row = c.add(r * rsc);
         for v in 0..V {
-            let out = c_row.add(16 * v);
+            let out = c_row.add(S::LANES * v);
             let mut value = acc[r][v];
             if accumulate {
-                value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(masks[v], out));
+                value = S::add(value, S::load(masks[v], full[v], out));
             }
-            _mm512_mask_storeu_ps(out, masks[v], value);
+            S::store(out, masks[v], full[v], value);
         }
     }
 }
@@ -243,10 +443,11 @@ mod tests {
 
     #[test]
     fn kernel_equals_the_definition_for_every_tail_and_stride() {
-        if !available() {
-            eprintln!("skipped: no avx512f on this CPU");
+        let Some(isa) = isa() else {
+            eprintln!("skipped: neither AVX-512 nor AVX2 with FMA on this CPU");
             return;
-        }
+        };
+        eprintln!("testing the {isa:?} kernel");
         let value = |i: usize| ((i * 7919 % 1000) as f32 - 500.0) / 250.0;
         for &(m, k, n) in &[
             (1, 1, 1),
