@@ -38,9 +38,9 @@ use unfold::nn::internals::{Kernels, NllRows, Steps};
 use unfold::nn::memory;
 use unfold::nn::sample::{generate, generate_step_by_step, GenerateConfig, Sampling};
 use unfold::nn::{
-    sequence_nll, unroll, Autoregressive, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn, JordanRnnConfig,
-    LstmCellConfig, Nonlinearity, Recurrence, Reduction, SequenceInput, SequenceModel,
-    UnrollOptions,
+    sequence_nll, unroll, Autoregressive, ElmanRnn, ElmanRnnConfig, GruCellConfig, JordanRnn,
+    JordanRnnConfig, LstmCellConfig, Nonlinearity, Recurrence, Reduction, SequenceInput,
+    SequenceModel, UnrollOptions,
 };
 use unfold_lab::backend::{self, TrainBackend};
 
@@ -398,7 +398,10 @@ const GEN_TOKENS: usize = 256;
 /// unfold's batched free-running generation (temperature 1 sampling) of `model`: through the
 /// fused generation kernel where the backend has one, or (`fused` false) the step-by-step loop
 /// the kernel replaced, for the before/after in one run.
-fn unfold_generate<B: Backend, M: Autoregressive<B> + 'static>(model: M, fused: bool) -> impl FnMut() {
+fn unfold_generate<B: Backend, M: Autoregressive<B> + 'static>(
+    model: M,
+    fused: bool,
+) -> impl FnMut() {
     let device = Default::default();
     let prompts: Vec<Vec<usize>> = (0..GEN_STREAMS)
         .map(|i| vec![i % 65, (i * 7) % 65])
@@ -1015,20 +1018,33 @@ fn main() {
         let tokens = (GEN_STREAMS * GEN_TOKENS) as f64;
         type B = backend::Backend;
         let device = Default::default();
-        let elman = |layers| ElmanRnnConfig::new(65, 256, 65).with_num_layers(layers).init::<B>(&device);
+        let elman = |layers| {
+            ElmanRnnConfig::new(65, 256, 65)
+                .with_num_layers(layers)
+                .init::<B>(&device)
+        };
         let jordan = || JordanRnnConfig::new(65, 256, 65).init::<B>(&device);
         let systems: Vec<(&str, Step)> = vec![
-            ("unfold generate (batched)", Box::new(unfold_generate(elman(1), true))),
+            (
+                "unfold generate (batched)",
+                Box::new(unfold_generate(elman(1), true)),
+            ),
             (
                 "unfold generate, step by step (the loop before the fused kernel)",
                 Box::new(unfold_generate(elman(1), false)),
             ),
-            ("unfold generate, 2 layers", Box::new(unfold_generate(elman(2), true))),
+            (
+                "unfold generate, 2 layers",
+                Box::new(unfold_generate(elman(2), true)),
+            ),
             (
                 "unfold generate, 2 layers, step by step",
                 Box::new(unfold_generate(elman(2), false)),
             ),
-            ("unfold JordanRnn generate", Box::new(unfold_generate(jordan(), true))),
+            (
+                "unfold JordanRnn generate",
+                Box::new(unfold_generate(jordan(), true)),
+            ),
             (
                 "unfold JordanRnn generate, step by step",
                 Box::new(unfold_generate(jordan(), false)),

@@ -1054,7 +1054,8 @@ impl<B: Backend> Autoregressive<B> for OutputFeedbackRnn<B> {
     /// `r(t)`), with `W_hh` as its recurrence when there is one.
     fn generation_net(&self, state: &State<B>) -> Option<GenerationNet<B>> {
         let parts = self.parts();
-        let layer = GenerationLayer::new(parts.u + parts.w, parts.b, parts.w_hh, Nonlinearity::Tanh);
+        let layer =
+            GenerationLayer::new(parts.u + parts.w, parts.b, parts.w_hh, Nonlinearity::Tanh);
         Some(GenerationNet::new(
             vec![layer],
             self.readout.v.val(),

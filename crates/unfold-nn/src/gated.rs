@@ -201,7 +201,10 @@ impl<B: Backend> Recurrence<B> for GruCell<B> {
             Some(b_hn) => {
                 let [batch, time, _] = drive.dims();
                 let hidden = self.state_size();
-                let b_hn = b_hn.val().reshape([1, 1, hidden]).expand([batch, time, hidden]);
+                let b_hn = b_hn
+                    .val()
+                    .reshape([1, 1, hidden])
+                    .expand([batch, time, hidden]);
                 Tensor::cat(vec![drive, b_hn], 2)
             }
             None => drive,

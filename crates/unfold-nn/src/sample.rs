@@ -523,12 +523,19 @@ mod tests {
         }
         let (ids, lengths) = pad_prompts::<B>(&prompts, model.output_size(), device).unwrap();
         let state = model.warm(ids, &lengths).unwrap();
-        let net = model.generation_net(&state).expect("one of unfold's own models");
+        let net = model
+            .generation_net(&state)
+            .expect("one of unfold's own models");
         let ran = fused_generate(net, &samplings()[0]).is_some();
         assert_eq!(ran, cfg!(feature = "ndarray") && crate::has_kernels::<B>());
     }
 
-    fn stacked<B: Backend>(layers: usize, act: crate::Nonlinearity, bias: bool, device: &B::Device) -> ElmanRnn<B> {
+    fn stacked<B: Backend>(
+        layers: usize,
+        act: crate::Nonlinearity,
+        bias: bool,
+        device: &B::Device,
+    ) -> ElmanRnn<B> {
         ElmanRnnConfig::new(6, 8, 6)
             .with_num_layers(layers)
             .with_nonlinearity(act)
@@ -583,7 +590,10 @@ mod tests {
         );
         for i in [0, 7] {
             let alone = config.clone().with_seed(3 + i as u64);
-            assert_eq!(generate(&model, &[&prompts[i]], &alone, &device).unwrap()[0], batched[i]);
+            assert_eq!(
+                generate(&model, &[&prompts[i]], &alone, &device).unwrap()[0],
+                batched[i]
+            );
         }
     }
 
@@ -597,7 +607,10 @@ mod tests {
             .init::<Ad>(&device);
         let state = State::from_parts(vec![Tensor::zeros([1, 8], &device); 2]);
         assert!(model.generation_net(&state).is_none());
-        assert!(model.valid().generation_net(&State::from_parts(vec![Tensor::zeros([1, 8], &device); 2])).is_some());
+        assert!(model
+            .valid()
+            .generation_net(&State::from_parts(vec![Tensor::zeros([1, 8], &device); 2]))
+            .is_some());
     }
 
     #[test]

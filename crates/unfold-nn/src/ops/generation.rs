@@ -55,7 +55,10 @@ impl<B: Backend> GenerationLayer<B> {
         }
     }
 
-    fn map<K: Backend>(self, f: &mut impl FnMut(Tensor<B, 2>) -> Tensor<K, 2>) -> GenerationLayer<K> {
+    fn map<K: Backend>(
+        self,
+        f: &mut impl FnMut(Tensor<B, 2>) -> Tensor<K, 2>,
+    ) -> GenerationLayer<K> {
         GenerationLayer {
             input: f(self.input),
             bias: self.bias.map(&mut *f),

@@ -35,13 +35,20 @@ pub(super) fn generate<F: HostFloat, B: Backend>(
     let layers: Vec<Layer<F>> = net
         .layers
         .into_iter()
-        .map(|GenerationLayer { input, bias, recurrent, act }| Layer {
-            hidden: input.dims()[1],
-            input: host(input),
-            bias: bias.map(host),
-            recurrent: recurrent.map(host),
-            act,
-        })
+        .map(
+            |GenerationLayer {
+                 input,
+                 bias,
+                 recurrent,
+                 act,
+             }| Layer {
+                hidden: input.dims()[1],
+                input: host(input),
+                bias: bias.map(host),
+                recurrent: recurrent.map(host),
+                act,
+            },
+        )
         .collect();
     let classes = net.v.dims()[1];
     let (v, c) = (host(net.v), net.c.map(host));
@@ -96,10 +103,25 @@ fn generate_rows<F: HostFloat>(
         // o = c + h_top V
         fill_rows(&mut logits, c);
         let hidden = layers[top].hidden;
-        F::gemm(count, hidden, classes, &h[top], hidden, 1, v, classes, 1, F::ONE, &mut logits, classes);
+        F::gemm(
+            count,
+            hidden,
+            classes,
+            &h[top],
+            hidden,
+            1,
+            v,
+            classes,
+            1,
+            F::ONE,
+            &mut logits,
+            classes,
+        );
         for (r, rng) in rngs.iter_mut().enumerate() {
             let o = &logits[r * classes..(r + 1) * classes];
-            row.iter_mut().zip(o).for_each(|(x, &o)| *x = o.elem::<f32>());
+            row.iter_mut()
+                .zip(o)
+                .for_each(|(x, &o)| *x = o.elem::<f32>());
             tokens[r].push(config.sampling.choose(&row, rng)?);
         }
         if step + 1 == config.steps {
@@ -118,10 +140,36 @@ fn generate_rows<F: HostFloat>(
                 }
             } else {
                 let below = layers[k - 1].hidden;
-                F::gemm(count, below, hidden, &h[k - 1], below, 1, &layer.input, hidden, 1, F::ONE, a, hidden);
+                F::gemm(
+                    count,
+                    below,
+                    hidden,
+                    &h[k - 1],
+                    below,
+                    1,
+                    &layer.input,
+                    hidden,
+                    1,
+                    F::ONE,
+                    a,
+                    hidden,
+                );
             }
             if let Some(w) = &layer.recurrent {
-                F::gemm(count, hidden, hidden, &h[k], hidden, 1, w, hidden, 1, F::ONE, a, hidden);
+                F::gemm(
+                    count,
+                    hidden,
+                    hidden,
+                    &h[k],
+                    hidden,
+                    1,
+                    w,
+                    hidden,
+                    1,
+                    F::ONE,
+                    a,
+                    hidden,
+                );
             }
             F::activate(a, layer.act);
             std::mem::swap(&mut h[k], a);

@@ -50,7 +50,9 @@ pub fn isa() -> Option<Isa> {
             if std::arch::is_x86_feature_detected!("avx512f") && !off("UNFOLD_NO_AVX512") {
                 return Some(Isa::Avx512);
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Some(Isa::Avx2);
             }
             None
@@ -373,7 +375,17 @@ unsafe fn by_rows<S: Simd, const V: usize>(
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows index `acc` and the strided `A`/`C` alike
 unsafe fn block_of<S: Simd, const R: usize, const V: usize>(
-    Block { k, a, rsa, csa, b, rsb, accumulate, c, rsc }: Block,
+    Block {
+        k,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        accumulate,
+        c,
+        rsc,
+    }: Block,
     masks: &[S::Mask; MAX_VECS],
     full: &[bool; MAX_VECS],
 ) {
