@@ -18,6 +18,7 @@ says so and exits 0.
 """
 
 import json
+import math
 import resource
 import sys
 import time
@@ -49,8 +50,11 @@ def sync():
 
 def emit(workload, system, ms, tokens, peak_mib=float("nan"), cpu_ms=float("nan")):
     if JSON:
-        print(json.dumps({"workload": workload, "system": system, "ms": ms, "cpu_ms": cpu_ms,
-                          "tokens_per_s": tokens / ms * 1e3, "peak_mib": peak_mib}), flush=True)
+        # JSON has no NaN: an unmeasured value is null.
+        known = lambda x: None if math.isnan(x) else x
+        print(json.dumps({"workload": workload, "system": system, "ms": ms,
+                          "cpu_ms": known(cpu_ms), "tokens_per_s": tokens / ms * 1e3,
+                          "peak_mib": known(peak_mib)}), flush=True)
     else:
         print(f"| {workload} | {system} | {ms:.1f} | {tokens / ms * 1e3:.0f} | {peak_mib:.1f} |",
               flush=True)
@@ -153,7 +157,8 @@ def generate_row(steps, min_time):
 
 
 def breakdown(reps):
-    """Each part of the standard step alone (forward + backward), then the profiler's view."""
+    """The standard and the teacher-forced Jordan steps phase by phase, each part of the standard
+    step alone (forward + backward), then the profiler's view."""
     torch.manual_seed(0)
     batch, seq, hidden, vocab = 32, 64, 256, 65
     model = CharRnn(vocab, hidden)
@@ -173,26 +178,33 @@ def breakdown(reps):
         emit("breakdown", name, (time.perf_counter() - started) * 1e3 / reps, batch * seq,
              cpu_ms=(time.process_time() - cpu) * 1e3 / reps)
 
-    def whole(phase):
+    def phases(prefix, model, logits):
+        """The whole step of `model` (forward `logits()`), phase by phase."""
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+
         def step():
             opt.zero_grad(set_to_none=True)
             t0, c0 = time.perf_counter(), time.process_time()
-            loss = loss_fn(model(ids).reshape(-1, vocab), targets.reshape(-1))
+            loss = loss_fn(logits().reshape(-1, vocab), targets.reshape(-1))
             t1, c1 = time.perf_counter(), time.process_time()
             loss.backward()
             t2, c2 = time.perf_counter(), time.process_time()
             opt.step()
             t3, c3 = time.perf_counter(), time.process_time()
-            return ((t1 - t0, c1 - c0), (t2 - t1, c2 - c1), (t3 - t2, c3 - c2))[phase]
-        return step
+            return ((t1 - t0, c1 - c0), (t2 - t1, c2 - c1), (t3 - t2, c3 - c2))
 
-    for phase, label in enumerate(["step: forward", "step: backward", "step: optimizer (Adam)"]):
-        f = whole(phase)
         for _ in range(2):
-            f()
-        samples = [f() for _ in range(reps)]
-        emit("breakdown", label, sum(w for w, _ in samples) * 1e3 / reps, batch * seq,
-             cpu_ms=sum(c for _, c in samples) * 1e3 / reps)
+            step()
+        samples = [step() for _ in range(reps)]
+        for phase, label in enumerate(["step: forward", "step: backward",
+                                       "step: optimizer (Adam)"]):
+            emit("breakdown", f"{prefix} {label}",
+                 sum(s[phase][0] for s in samples) * 1e3 / reps, batch * seq,
+                 cpu_ms=sum(s[phase][1] for s in samples) * 1e3 / reps)
+
+    phases("standard", model, lambda: model(ids))
+    jordan = Jordan(vocab, hidden)
+    phases("Jordan teacher-forced", jordan, lambda: jordan(ids, targets))
     timed("input forward + backward (nn.Embedding)",
           lambda: model.embed(ids).backward(torch.ones(batch, seq, hidden)))
     timed("recurrence forward (nn.RNN)", lambda: model.rnn(x))

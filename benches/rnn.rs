@@ -458,19 +458,15 @@ fn burn_nn_generate<B: Backend>() -> impl FnMut() {
 
 /// Where a standard training step's time goes: the whole step split into forward, backward and
 /// optimizer by wall clock, and each fused kernel timed alone on the inner backend.
-fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
-    type Inner = backend::Backend;
-    let shape = STANDARD;
-    let device = Default::default();
-    let mut out = Vec::new();
-    let reps = if quick { 5 } else { 30 };
-
-    // The whole step, phase by phase.
-    let mut model: ElmanRnn<TrainBackend> =
-        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+/// One training step of `model` timed phase by phase (`reps` steps after two warm-up steps):
+/// the forward pass `loss(model)`, the backward pass, Adam. Returns the trained model and each
+/// phase's (name, wall ms, CPU ms over all threads) per step.
+fn step_phases<M: AutodiffModule<TrainBackend>>(
+    mut model: M,
+    reps: usize,
+    loss: impl Fn(&M) -> Tensor<TrainBackend, 1>,
+) -> (M, [(String, f64, f64); 3]) {
     let mut optimizer = AdamConfig::new().init();
-    let inputs = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
-    let targets = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
     let mut phases = [0.0f64; 3];
     let mut cpu_phases = [0.0f64; 3];
     let origin = Instant::now();
@@ -478,26 +474,20 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     let cpu_now = || process_cpu_ns() as f64 * 1e-9;
     for rep in 0..reps + 2 {
         let (t0, c0) = (now(), cpu_now());
-        let loss = model
-            .loss(
-                inputs.clone(),
-                targets.clone(),
-                &UnrollOptions::new(),
-                Reduction::MeanPerToken,
-            )
-            .loss;
+        let loss = loss(&model);
         let (t1, c1) = (now(), cpu_now());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (t2, c2) = (now(), cpu_now());
         model = optimizer.step(2e-3, model.clone(), grads);
         let (t3, c3) = (now(), cpu_now());
         if rep >= 2 {
-            phases[0] += t1 - t0;
-            phases[1] += t2 - t1;
-            phases[2] += t3 - t2;
-            cpu_phases[0] += c1 - c0;
-            cpu_phases[1] += c2 - c1;
-            cpu_phases[2] += c3 - c2;
+            for (i, (wall, cpu)) in [(t1 - t0, c1 - c0), (t2 - t1, c2 - c1), (t3 - t2, c3 - c2)]
+                .into_iter()
+                .enumerate()
+            {
+                phases[i] += wall;
+                cpu_phases[i] += cpu;
+            }
         }
     }
     let ms = |s: f64| s * 1e3 / reps as f64;
@@ -506,9 +496,66 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
         "step: backward (loss.backward + from_grads)",
         "step: optimizer (Adam)",
     ];
-    for (i, name) in names.into_iter().enumerate() {
-        out.push((name.into(), ms(phases[i]), ms(cpu_phases[i])));
+    let phases = std::array::from_fn(|i| (names[i].to_string(), ms(phases[i]), ms(cpu_phases[i])));
+    (model, phases)
+}
+
+fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
+    type Inner = backend::Backend;
+    let shape = STANDARD;
+    let device = Default::default();
+    let mut out = Vec::new();
+    let reps = if quick { 5 } else { 30 };
+
+    // The whole step, phase by phase: the standard model, then the teacher-forced Jordan one.
+    let model: ElmanRnn<TrainBackend> =
+        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let inputs = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
+    let targets = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
+    let loss = |m: &ElmanRnn<TrainBackend>| {
+        m.loss(
+            inputs.clone(),
+            targets.clone(),
+            &UnrollOptions::new(),
+            Reduction::MeanPerToken,
+        )
+        .loss
+    };
+    let (model, phases) = step_phases(model, reps, loss);
+    out.extend(phases.map(|(name, ms, cpu)| (format!("standard {name}"), ms, cpu)));
+    let jordan: JordanRnn<TrainBackend> =
+        JordanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let (jordan, phases) = step_phases(jordan, reps, |m: &JordanRnn<TrainBackend>| {
+        // Teacher forcing: the targets are fed back (the loss's default teacher).
+        m.loss(
+            inputs.clone(),
+            targets.clone(),
+            &UnrollOptions::new(),
+            Reduction::MeanPerToken,
+        )
+        .loss
+    });
+    out.extend(phases.map(|(name, ms, cpu)| (format!("Jordan teacher-forced {name}"), ms, cpu)));
+    // The same forward pass on the inner backend: no autodiff graph is recorded.
+    let (jordan, inner_inputs, inner_targets) = (
+        jordan.valid(),
+        inputs.clone().inner(),
+        targets.clone().inner(),
+    );
+    let (started, cpu) = (Instant::now(), process_cpu_ns());
+    for _ in 0..reps {
+        let _ = jordan.loss(
+            inner_inputs.clone(),
+            inner_targets.clone(),
+            &UnrollOptions::new(),
+            Reduction::MeanPerToken,
+        );
     }
+    out.push((
+        "Jordan teacher-forced step: forward on the inner backend (no graph recorded)".into(),
+        started.elapsed().as_secs_f64() * 1e3 / reps as f64,
+        (process_cpu_ns() - cpu) as f64 * 1e-6 / reps as f64,
+    ));
 
     // Each kernel alone, on the inner backend.
     let (b, t, h, v) = (shape.batch, shape.time, shape.hidden, shape.vocab);
@@ -1088,7 +1135,9 @@ fn main() {
     }
 
     if wanted("breakdown") {
-        println!("\n| standard step (B32 T64 H256 V65) | wall ms | CPU ms (all threads) |\n|---|---|---|");
+        println!(
+            "\n| step parts (B32 T64 H256 V65) | wall ms | CPU ms (all threads) |\n|---|---|---|"
+        );
         for (part, ms, cpu_ms) in breakdown(quick) {
             println!("| unfold: {part} | {ms:.2} | {cpu_ms:.2} |");
         }

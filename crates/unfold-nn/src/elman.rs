@@ -17,6 +17,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::{check_initializer, check_sizes, Result};
 use crate::init;
+use crate::layout::linear_rows;
 use crate::memory::{self, MemoryEstimate};
 use crate::nonlinearity::Nonlinearity;
 use crate::ops::{embedding::embedding_with_bias, recurrence};
@@ -34,14 +35,10 @@ pub(crate) fn input_drive<B: Backend>(
     b: Option<Tensor<B, 1>>,
     input: SequenceInput<B>,
 ) -> Tensor<B, 3> {
-    let ux = match (input, &b) {
-        (SequenceInput::Tokens(ids), Some(b)) => return embedding_with_bias(u, b.clone(), ids),
+    match (input, b) {
+        (SequenceInput::Tokens(ids), Some(b)) => embedding_with_bias(u, b, ids),
         (SequenceInput::Tokens(ids), None) => burn::tensor::module::embedding(u, ids),
-        (SequenceInput::Dense(x), _) => x.matmul(u.unsqueeze()),
-    };
-    match b {
-        Some(b) => ux + b.unsqueeze(),
-        None => ux,
+        (SequenceInput::Dense(x), b) => linear_rows(x, u, b),
     }
 }
 

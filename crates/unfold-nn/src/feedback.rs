@@ -87,11 +87,12 @@ use serde::{Deserialize, Serialize};
 use crate::elman::input_drive;
 use crate::error::{check_initializer, check_sizes, Error, Result};
 use crate::init;
+use crate::layout::{concat, linear_rows};
 use crate::loss::{try_readout_nll, Reduction};
 use crate::memory::{self, MemoryEstimate};
 use crate::model::{Autoregressive, RnnLoss, RnnOutput, SequenceModel};
 use crate::nonlinearity::Nonlinearity;
-use crate::ops::{activation::activation, recurrence};
+use crate::ops::{activation::activation, embedding::embedding_with_bias, recurrence};
 use crate::readout::{Readout, ReadoutConfig};
 use crate::recurrence::{
     drive_at, scan, validate_lengths, SequenceInput, State, StepPlan, UnrollOptions, Unrolled,
@@ -548,39 +549,36 @@ impl<B: Backend> Parts<'_, B> {
         input_drive(self.u.clone(), self.b.clone(), input)
     }
 
-    /// `r(0) W` for every row, `[batch, 1, hidden]`.
-    fn start_drive(&self, batch: usize, device: &B::Device) -> Tensor<B, 3> {
-        let hidden = self.hidden();
-        match &self.start {
-            Some(start) => start
-                .clone()
-                .reshape([1, self.classes()])
-                .matmul(self.w.clone())
-                .reshape([1, 1, hidden])
-                .expand([batch, 1, hidden]),
-            None => Tensor::zeros([batch, 1, hidden], device),
-        }
-    }
-
     /// `r(t-1) W` for every step when what is fed back are token ids: `r(0) W` at step 0, then
     /// row `prev[t-1]` of `W` (the one-hot product as a lookup). `prev`: `[batch, time-1]`, the
     /// ids fed back at steps `1..time` (`None` for a single step). `[batch, time, hidden]`.
+    ///
+    /// One lookup in `[W; r(0) W]`, whose extra last row is the start's product, read at step
+    /// 0: the lookup is the fused token input's, and no `[batch, time, hidden]` tensor is
+    /// joined along time (a slow copy on ndarray, see [`concat`]).
     fn token_feedback(
         &self,
         prev: Option<Tensor<B, 2, Int>>,
         batch: usize,
         device: &B::Device,
     ) -> Tensor<B, 3> {
-        let first = self.start_drive(batch, device);
-        match prev {
-            None => first,
-            Some(prev) => Tensor::cat(vec![first, embedding(self.w.clone(), prev)], 1),
-        }
+        let (classes, hidden) = (self.classes(), self.hidden());
+        let start_row = match &self.start {
+            Some(start) => start.clone().reshape([1, classes]).matmul(self.w.clone()),
+            None => Tensor::zeros([1, hidden], device),
+        };
+        let table = Tensor::cat(vec![self.w.clone(), start_row], 0);
+        let start_ids = Tensor::<B, 2, Int>::full([batch, 1], classes as i64, device);
+        let ids = match prev {
+            None => start_ids,
+            Some(prev) => Tensor::cat(vec![start_ids, prev], 1),
+        };
+        embedding_with_bias(table, Tensor::zeros([hidden], device), ids)
     }
 
     /// `r(t-1) W` for dense fed-back vectors `r` `[batch, time, classes]`.
     fn dense_feedback(&self, r: Tensor<B, 3>) -> Tensor<B, 3> {
-        r.matmul(self.w.clone().unsqueeze())
+        linear_rows(r, self.w.clone(), None)
     }
 
     /// `r` with its step 0 replaced by `r(0)` from these (tracked) parts: the chosen feedback
@@ -597,7 +595,7 @@ impl<B: Backend> Parts<'_, B> {
         if time == 1 {
             return first;
         }
-        Tensor::cat(vec![first, r.slice([0..batch, 1..time, 0..classes])], 1)
+        concat(vec![first, r.slice([0..batch, 1..time, 0..classes])], 1)
     }
 
     /// Every state from the pre-activations without the hidden path, `pre(t) = b + U x(t) +

@@ -205,7 +205,7 @@ impl<B: Backend> Recurrence<B> for GruCell<B> {
                     .val()
                     .reshape([1, 1, hidden])
                     .expand([batch, time, hidden]);
-                Tensor::cat(vec![drive, b_hn], 2)
+                crate::layout::concat(vec![drive, b_hn], 2)
             }
             None => drive,
         }

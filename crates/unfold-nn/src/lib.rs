@@ -47,6 +47,7 @@ pub mod gated;
 #[cfg(feature = "pytorch")]
 pub mod import;
 mod init;
+mod layout;
 pub mod loss;
 pub mod memory;
 pub mod model;

@@ -5,6 +5,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::init;
+use crate::layout::linear_rows;
 
 /// Configuration of a [`Readout`].
 #[derive(Config, Debug)]
@@ -48,7 +49,7 @@ impl ReadoutConfig {
 impl<B: Backend> Readout<B> {
     /// `o = c + V h` for states of any rank `[..., hidden_size] → [..., output_size]`.
     pub fn forward<const D: usize>(&self, h: Tensor<B, D>) -> Tensor<B, D> {
-        burn::tensor::module::linear(h, self.v.val(), self.c.as_ref().map(|c| c.val()))
+        linear_rows(h, self.v.val(), self.c.as_ref().map(|c| c.val()))
     }
 
     /// Width of the output.

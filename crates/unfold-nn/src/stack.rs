@@ -23,6 +23,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::{Error, Result};
+use crate::layout::concat;
 use crate::recurrence::{Recurrence, SequenceInput, State, StepPlan, UnrollOptions, Unrolled};
 
 /// A stack of recurrent layers, optionally bidirectional, with dropout between layers.
@@ -225,9 +226,9 @@ impl<B: Backend, C: Recurrence<B> + Module<B>> RecurrentStack<B, C> {
                     let h0 = take_state(reversed_cell);
                     let backward = read(reversed_cell, input, h0, plan)?;
                     final_parts.extend(backward.final_state.parts().iter().cloned());
-                    let last = Tensor::cat(vec![forward.last, backward.last], 1);
+                    let last = concat(vec![forward.last, backward.last], 1);
                     Unrolled {
-                        states: Tensor::cat(vec![forward.states, backward.states], 2),
+                        states: concat(vec![forward.states, backward.states], 2),
                         last: last.clone(),
                         final_state: State::new(last),
                     }

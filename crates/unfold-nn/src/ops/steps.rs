@@ -119,7 +119,7 @@ impl<B: Backend> Backward<B, 1> for HubBackward {
             })
             .collect();
         debug_assert_eq!(rows.len(), time);
-        let grad = primitive(Tensor::cat(rows, 1));
+        let grad = primitive(crate::layout::concat(rows, 1));
         let parents = ops.parents.map(|node| node.map(|node| node.id));
         register_grads::<B, 1>(grads, parents, [grad]);
     }
