@@ -563,9 +563,11 @@ impl<B: Backend> Parts<'_, B> {
         device: &B::Device,
     ) -> Tensor<B, 3> {
         let (classes, hidden) = (self.classes(), self.hidden());
+        // Zeros in `W`'s float type (a creation op alone would take the device's default).
+        let zeros = |dims: [usize; 2]| Tensor::zeros(dims, (device, self.w.dtype()));
         let start_row = match &self.start {
             Some(start) => start.clone().reshape([1, classes]).matmul(self.w.clone()),
-            None => Tensor::zeros([1, hidden], device),
+            None => zeros([1, hidden]),
         };
         let table = Tensor::cat(vec![self.w.clone(), start_row], 0);
         let start_ids = Tensor::<B, 2, Int>::full([batch, 1], classes as i64, device);
@@ -573,7 +575,8 @@ impl<B: Backend> Parts<'_, B> {
             None => start_ids,
             Some(prev) => Tensor::cat(vec![start_ids, prev], 1),
         };
-        embedding_with_bias(table, Tensor::zeros([hidden], device), ids)
+        let no_bias = Tensor::zeros([hidden], (device, self.w.dtype()));
+        embedding_with_bias(table, no_bias, ids)
     }
 
     /// `r(t-1) W` for dense fed-back vectors `r` `[batch, time, classes]`.
@@ -1068,6 +1071,7 @@ mod tests {
     use super::*;
     use crate::loss::sequence_nll;
     use crate::sample::{generate, GenerateConfig, Sampling};
+    use burn::module::AutodiffModule;
     use burn::tensor::{Distribution, Tolerance};
 
     type TestBackend = burn::backend::NdArray<f64>;
@@ -1256,10 +1260,13 @@ mod tests {
             feedback: Feedback::Softmax,
             seed: 0,
         };
+        // Each pass on fresh leaves: under Burn 0.21, a parameter reused after one backward
+        // pass can lose part of its gradient when another thread runs a backward pass at the
+        // same time (tracel-ai/burn#5573), as the other tests do. Seen here once in ~20 runs.
+        let fresh = || JordanRnn::<Ad>::from_inner(model.valid());
         for forcing in [Forcing::TeacherForced, free] {
-            let output = model.forward(tokens.clone(), &feeding(forcing, Some(targets.clone())));
-            let reference = nll(&output, &targets);
-            let fused = model
+            let fused_model = fresh();
+            let fused = fused_model
                 .loss(
                     tokens.clone(),
                     targets.clone(),
@@ -1267,10 +1274,16 @@ mod tests {
                     Reduction::Sum,
                 )
                 .loss;
-            assert_close(&flat(fused.clone()), &flat(reference.clone()), "loss");
+            let fused_value = flat(fused.clone());
+            let fused_grads = jordan_grads(&fused_model, fused);
+            let reference_model = fresh();
+            let output =
+                reference_model.forward(tokens.clone(), &feeding(forcing, Some(targets.clone())));
+            let reference = nll(&output, &targets);
+            assert_close(&fused_value, &flat(reference.clone()), "loss");
             assert_same_grads(
-                jordan_grads(&model, fused),
-                jordan_grads(&model, reference),
+                fused_grads,
+                jordan_grads(&reference_model, reference),
                 "fused Jordan loss",
             );
         }

@@ -12,7 +12,7 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorMetadata};
 
 use super::{dispatch, primitive, record_node, register_grads, tensor, FusedOp, Kernels, Retype};
 use crate::nonlinearity::Nonlinearity;
@@ -28,11 +28,10 @@ pub fn activation<B: Backend, const D: usize>(x: Tensor<B, D>, act: Nonlinearity
     impl<B: Backend, const D: usize> FusedOp<B> for Op<B, D> {
         type Output = Tensor<B, D>;
 
+        // The tensor goes to the kernel as it is: a reshape to one dimension and back would
+        // copy it on ndarray (Burn 0.21's reshape copies), twice forward and twice backward.
         fn fused<K: Kernels>(self, to: Retype<B, K>) -> Tensor<B, D> {
-            let shape = self.x.shape();
-            let flat = self.x.reshape([shape.num_elements()]);
-            let y: Tensor<B, 1> = to.tensor(K::fused_activation(to.float(flat), self.act));
-            y.reshape(shape)
+            to.tensor(K::fused_activation(to.float(self.x), self.act))
         }
 
         fn unfused(self) -> Tensor<B, D> {
@@ -43,9 +42,11 @@ pub fn activation<B: Backend, const D: usize>(x: Tensor<B, D>, act: Nonlinearity
     dispatch(Op { x, act })
 }
 
-/// The default kernel: Burn's own nonlinearity.
+/// The default kernel: Burn's own nonlinearity, on the elements of a tensor of any rank.
 pub(super) fn default_forward<B: Backend>(x: FloatTensor<B>, act: Nonlinearity) -> FloatTensor<B> {
-    primitive(act.apply(tensor::<B, 1>(x)))
+    let shape = x.shape();
+    let y = act.apply(tensor::<B, 1>(flat::<B>(x)));
+    B::float_reshape(primitive(y), shape)
 }
 
 /// The default backward, `act'(y) ⊙ grad`, in tensor operations.
@@ -54,8 +55,16 @@ pub(super) fn default_backward<B: Backend>(
     grad: FloatTensor<B>,
     act: Nonlinearity,
 ) -> FloatTensor<B> {
-    let y = tensor::<B, 1>(y);
-    primitive(tensor::<B, 1>(grad) * act.derivative_from_output(y))
+    let shape = grad.shape();
+    let y = tensor::<B, 1>(flat::<B>(y));
+    let dx = tensor::<B, 1>(flat::<B>(grad)) * act.derivative_from_output(y);
+    B::float_reshape(primitive(dx), shape)
+}
+
+/// A tensor's elements as one dimension (the defaults are written for rank 1).
+fn flat<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let elements = x.shape().num_elements();
+    B::float_reshape(x, [elements].into())
 }
 
 /// The backward step of the activation node; its state is the output `y`.

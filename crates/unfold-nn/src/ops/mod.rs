@@ -114,7 +114,7 @@ pub trait Kernels: Backend {
         embedding::default_backward::<Self>(grad, ids, vocab)
     }
 
-    /// `act(x)` for every element of a rank-1 tensor. See [`activation`].
+    /// `act(x)` for every element of a tensor of any rank. See [`activation`].
     fn fused_activation(x: FloatTensor<Self>, act: Nonlinearity) -> FloatTensor<Self> {
         activation::default_forward::<Self>(x, act)
     }

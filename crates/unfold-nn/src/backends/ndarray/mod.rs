@@ -144,8 +144,14 @@ where
 /// Burn's `into_data` would, for a shared buffer, collect it element by element through a
 /// dynamic-rank iterator, which measured 68% of a training step's time.
 fn take<F: HostFloat, const D: usize>(tensor: NdArrayTensor) -> (Vec<F>, [usize; D]) {
+    let (values, dims) = take_any(tensor);
+    (values, dims.try_into().expect("the tensor's rank"))
+}
+
+/// [`take`] for a tensor of any rank (an elementwise kernel's): the values and the shape.
+fn take_any<F: HostFloat>(tensor: NdArrayTensor) -> (Vec<F>, Vec<usize>) {
     let array = F::array(tensor);
-    let dims = array.shape().try_into().expect("the tensor's rank");
+    let dims = array.shape().to_vec();
     if !array.is_standard_layout() {
         return (array.iter().copied().collect(), dims);
     }
@@ -188,8 +194,14 @@ impl<F> std::ops::Deref for HostRead<F> {
 /// [`take`] makes of a buffer that is shared (a parameter, the states saved for the backward
 /// pass).
 fn read<F: HostFloat, const D: usize>(tensor: NdArrayTensor) -> (HostRead<F>, [usize; D]) {
+    let (values, dims) = read_any(tensor);
+    (values, dims.try_into().expect("the tensor's rank"))
+}
+
+/// [`read`] for a tensor of any rank: the values and the shape.
+fn read_any<F: HostFloat>(tensor: NdArrayTensor) -> (HostRead<F>, Vec<usize>) {
     let array = F::array(tensor);
-    let dims = array.shape().try_into().expect("the tensor's rank");
+    let dims = array.shape().to_vec();
     if array.as_slice().is_some() {
         (HostRead::Shared(array), dims)
     } else {

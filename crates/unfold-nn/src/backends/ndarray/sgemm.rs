@@ -62,7 +62,8 @@ pub fn isa() -> Option<Isa> {
     })
 }
 
-/// Whether this CPU runs the kernel ([`isa`] is some).
+/// Whether this CPU runs the kernel ([`isa`] is some). Read by the benchmark (`internals`).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn available() -> bool {
     isa().is_some()
 }
