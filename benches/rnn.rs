@@ -456,15 +456,27 @@ fn burn_nn_generate<B: Backend>() -> impl FnMut() {
     }
 }
 
-/// Where a standard training step's time goes: the whole step split into forward, backward and
-/// optimizer by wall clock, and each fused kernel timed alone on the inner backend.
+/// The mean per-token loss of `model` on token ids, with the default options.
+fn mean_loss<B: Backend, M: SequenceModel<B>>(
+    model: &M,
+    inputs: &Tensor<B, 2, Int>,
+    targets: &Tensor<B, 2, Int>,
+) -> Tensor<B, 1> {
+    let options = UnrollOptions::new();
+    let reduction = Reduction::MeanPerToken;
+    model
+        .loss(inputs.clone(), targets.clone(), &options, reduction)
+        .loss
+}
+
 /// One training step of `model` timed phase by phase (`reps` steps after two warm-up steps):
-/// the forward pass `loss(model)`, the backward pass, Adam. Returns the trained model and each
-/// phase's (name, wall ms, CPU ms over all threads) per step.
-fn step_phases<M: AutodiffModule<TrainBackend>>(
+/// the forward pass ([`mean_loss`]), the backward pass, Adam. Returns the trained model and
+/// each phase's (name, wall ms, CPU ms over all threads) per step.
+fn step_phases<M: AutodiffModule<TrainBackend> + SequenceModel<TrainBackend>>(
     mut model: M,
     reps: usize,
-    loss: impl Fn(&M) -> Tensor<TrainBackend, 1>,
+    inputs: &Tensor<TrainBackend, 2, Int>,
+    targets: &Tensor<TrainBackend, 2, Int>,
 ) -> (M, [(String, f64, f64); 3]) {
     let mut optimizer = AdamConfig::new().init();
     let mut phases = [0.0f64; 3];
@@ -474,7 +486,7 @@ fn step_phases<M: AutodiffModule<TrainBackend>>(
     let cpu_now = || process_cpu_ns() as f64 * 1e-9;
     for rep in 0..reps + 2 {
         let (t0, c0) = (now(), cpu_now());
-        let loss = loss(&model);
+        let loss = mean_loss(&model, inputs, targets);
         let (t1, c1) = (now(), cpu_now());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (t2, c2) = (now(), cpu_now());
@@ -500,6 +512,9 @@ fn step_phases<M: AutodiffModule<TrainBackend>>(
     (model, phases)
 }
 
+/// Where a training step's time goes: the standard and the teacher-forced Jordan steps split
+/// into forward, backward and optimizer by wall clock, the Jordan forward pass on the inner
+/// backend, and each fused kernel of the standard step timed alone on the inner backend.
 fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     type Inner = backend::Backend;
     let shape = STANDARD;
@@ -507,49 +522,23 @@ fn breakdown(quick: bool) -> Vec<(String, f64, f64)> {
     let mut out = Vec::new();
     let reps = if quick { 5 } else { 30 };
 
-    // The whole step, phase by phase: the standard model, then the teacher-forced Jordan one.
-    let model: ElmanRnn<TrainBackend> =
-        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    // The whole step, phase by phase: the standard model, then the teacher-forced Jordan one
+    // (the loss's default teacher: the targets are fed back).
     let inputs = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
     let targets = random_ids::<TrainBackend>(shape.batch, shape.time, shape.vocab, &device);
-    let loss = |m: &ElmanRnn<TrainBackend>| {
-        m.loss(
-            inputs.clone(),
-            targets.clone(),
-            &UnrollOptions::new(),
-            Reduction::MeanPerToken,
-        )
-        .loss
-    };
-    let (model, phases) = step_phases(model, reps, loss);
+    let model: ElmanRnn<TrainBackend> =
+        ElmanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
+    let (model, phases) = step_phases(model, reps, &inputs, &targets);
     out.extend(phases.map(|(name, ms, cpu)| (format!("standard {name}"), ms, cpu)));
     let jordan: JordanRnn<TrainBackend> =
         JordanRnnConfig::new(shape.vocab, shape.hidden, shape.vocab).init(&device);
-    let (jordan, phases) = step_phases(jordan, reps, |m: &JordanRnn<TrainBackend>| {
-        // Teacher forcing: the targets are fed back (the loss's default teacher).
-        m.loss(
-            inputs.clone(),
-            targets.clone(),
-            &UnrollOptions::new(),
-            Reduction::MeanPerToken,
-        )
-        .loss
-    });
+    let (jordan, phases) = step_phases(jordan, reps, &inputs, &targets);
     out.extend(phases.map(|(name, ms, cpu)| (format!("Jordan teacher-forced {name}"), ms, cpu)));
     // The same forward pass on the inner backend: no autodiff graph is recorded.
-    let (jordan, inner_inputs, inner_targets) = (
-        jordan.valid(),
-        inputs.clone().inner(),
-        targets.clone().inner(),
-    );
+    let (jordan, inner_inputs, inner_targets) = (jordan.valid(), inputs.inner(), targets.inner());
     let (started, cpu) = (Instant::now(), process_cpu_ns());
     for _ in 0..reps {
-        let _ = jordan.loss(
-            inner_inputs.clone(),
-            inner_targets.clone(),
-            &UnrollOptions::new(),
-            Reduction::MeanPerToken,
-        );
+        let _ = mean_loss(&jordan, &inner_inputs, &inner_targets);
     }
     out.push((
         "Jordan teacher-forced step: forward on the inner backend (no graph recorded)".into(),
