@@ -9,17 +9,22 @@ use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::math::Prepared as _;
 use super::{parallel, read, HostFloat, HostRead};
 use crate::error::Result;
 use crate::nonlinearity::Nonlinearity;
 use crate::ops::{GenerationLayer, GenerationNet};
 use crate::sample::{stream_rng, GenerateConfig};
 
-/// One layer's matrices on the host.
-struct Layer<F> {
+/// One layer's matrices on the host, the products' right operands prepared once for every
+/// token ([`HostFloat::prepare`]).
+struct Layer<F: HostFloat> {
+    /// The bottom layer's token table `[vocab, hidden]` (a row lookup), else `[below, hidden]`.
     input: HostRead<F>,
+    /// `input` prepared for the product with the layer below (every layer but the bottom).
+    dense: Option<F::Prepared>,
     bias: Option<HostRead<F>>,
-    recurrent: Option<HostRead<F>>,
+    recurrent: Option<F::Prepared>,
     act: Nonlinearity,
     hidden: usize,
 }
@@ -32,26 +37,36 @@ pub(super) fn generate<F: HostFloat, B: Backend>(
     primitive: impl Fn(Tensor<B, 2>) -> NdArrayTensor,
 ) -> Result<Vec<Vec<usize>>> {
     let host = |t: Tensor<B, 2>| read::<F, 2>(primitive(t)).0;
+    let prepared = |t: Tensor<B, 2>| {
+        let [k, n] = t.dims();
+        F::prepare(k, n, &host(t), n, 1)
+    };
     let layers: Vec<Layer<F>> = net
         .layers
         .into_iter()
+        .enumerate()
         .map(
-            |GenerationLayer {
-                 input,
-                 bias,
-                 recurrent,
-                 act,
-             }| Layer {
+            |(
+                depth,
+                GenerationLayer {
+                    input,
+                    bias,
+                    recurrent,
+                    act,
+                },
+            )| Layer {
                 hidden: input.dims()[1],
+                dense: (depth > 0).then(|| prepared(input.clone())),
                 input: host(input),
                 bias: bias.map(host),
-                recurrent: recurrent.map(host),
+                recurrent: recurrent.map(prepared),
                 act,
             },
         )
         .collect();
-    let classes = net.v.dims()[1];
-    let (v, c) = (host(net.v), net.c.map(host));
+    let [top_hidden, classes] = net.v.dims();
+    let v_len = top_hidden * classes;
+    let (v, c) = (prepared(net.v), net.c.map(host));
     let states: Vec<HostRead<F>> = net.state.into_iter().map(host).collect();
     let streams = states[0].len() / layers[0].hidden;
 
@@ -62,10 +77,11 @@ pub(super) fn generate<F: HostFloat, B: Backend>(
         .enumerate()
         .map(|(k, l)| {
             let input = if k == 0 { 0 } else { l.input.len() };
-            input + l.recurrent.as_ref().map_or(0, |w| w.len())
+            let (k, n) = l.recurrent.as_ref().map_or((0, 0), |w| w.dims());
+            input + k * n
         })
         .sum::<usize>()
-        + v.len();
+        + v_len;
     let parts = parallel::parts(streams, config.steps.saturating_mul(per_token));
     let run = |rows: Range<usize>| {
         let h: Vec<Vec<F>> = layers
@@ -85,7 +101,7 @@ pub(super) fn generate<F: HostFloat, B: Backend>(
 /// The loop for streams `rows`, from their states `h` (one `[rows, hidden]` buffer per layer).
 fn generate_rows<F: HostFloat>(
     layers: &[Layer<F>],
-    v: &[F],
+    v: &F::Prepared,
     c: Option<&[F]>,
     classes: usize,
     mut h: Vec<Vec<F>>,
@@ -103,20 +119,7 @@ fn generate_rows<F: HostFloat>(
         // o = c + h_top V
         fill_rows(&mut logits, c);
         let hidden = layers[top].hidden;
-        F::gemm(
-            count,
-            hidden,
-            classes,
-            &h[top],
-            hidden,
-            1,
-            v,
-            classes,
-            1,
-            F::ONE,
-            &mut logits,
-            classes,
-        );
+        F::gemm_prepared(count, &h[top], hidden, 1, v, true, &mut logits, classes);
         for (r, rng) in rngs.iter_mut().enumerate() {
             let o = &logits[r * classes..(r + 1) * classes];
             row.iter_mut()
@@ -138,38 +141,12 @@ fn generate_rows<F: HostFloat>(
                     let table = &layer.input[id * hidden..(id + 1) * hidden];
                     a.iter_mut().zip(table).for_each(|(a, &u)| *a = *a + u);
                 }
-            } else {
+            } else if let Some(u) = &layer.dense {
                 let below = layers[k - 1].hidden;
-                F::gemm(
-                    count,
-                    below,
-                    hidden,
-                    &h[k - 1],
-                    below,
-                    1,
-                    &layer.input,
-                    hidden,
-                    1,
-                    F::ONE,
-                    a,
-                    hidden,
-                );
+                F::gemm_prepared(count, &h[k - 1], below, 1, u, true, a, hidden);
             }
             if let Some(w) = &layer.recurrent {
-                F::gemm(
-                    count,
-                    hidden,
-                    hidden,
-                    &h[k],
-                    hidden,
-                    1,
-                    w,
-                    hidden,
-                    1,
-                    F::ONE,
-                    a,
-                    hidden,
-                );
+                F::gemm_prepared(count, &h[k], hidden, 1, w, true, a, hidden);
             }
             F::activate(a, layer.act);
             std::mem::swap(&mut h[k], a);

@@ -45,6 +45,27 @@ pub(crate) trait HostFloat:
         rsc: usize,
     );
 
+    /// A `k×n` right operand prepared once for many products with it ([`HostFloat::prepare`]).
+    type Prepared: Prepared;
+
+    /// Prepares the `k×n` matrix whose element `(p, j)` is `b[p·rsb + j·csb]` for
+    /// [`HostFloat::gemm_prepared`]: a recurrence's `W` (or `Wᵀ`, from `W` with the strides
+    /// swapped), read at every step of a pass.
+    fn prepare(k: usize, n: usize, b: &[Self], rsb: usize, csb: usize) -> Self::Prepared;
+
+    /// `C ← A·B + (C if accumulate)` for a prepared `B` (see [`HostFloat::gemm`]).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_prepared(
+        m: usize,
+        a: &[Self],
+        rsa: usize,
+        csa: usize,
+        b: &Self::Prepared,
+        accumulate: bool,
+        c: &mut [Self],
+        rsc: usize,
+    );
+
     /// `tanh`, scalar (vectorisable for f32).
     fn tanh(self) -> Self;
 
@@ -81,6 +102,76 @@ pub(crate) trait HostFloat:
 
     /// An ndarray tensor holding `values` (row-major) with `shape`.
     fn into_ndarray(values: Vec<Self>, shape: &[usize]) -> NdArrayTensor;
+}
+
+/// A prepared right operand ([`HostFloat::prepare`]).
+pub(crate) trait Prepared: Send + Sync {
+    /// `(k, n)`: the matrix's rows and columns.
+    fn dims(&self) -> (usize, usize);
+}
+
+/// A `k×n` matrix copied into row-major order: the prepared right operand where the SIMD
+/// kernel's packed layout does not apply (f64, or a CPU without AVX2).
+pub(crate) struct RowMajor<F> {
+    k: usize,
+    n: usize,
+    values: Vec<F>,
+}
+
+impl<F: HostFloat> RowMajor<F> {
+    fn new(k: usize, n: usize, b: &[F], rsb: usize, csb: usize) -> Self {
+        let values = (0..k * n).map(|i| b[i / n * rsb + i % n * csb]).collect();
+        Self { k, n, values }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        m: usize,
+        a: &[F],
+        rsa: usize,
+        csa: usize,
+        accumulate: bool,
+        c: &mut [F],
+        rsc: usize,
+    ) {
+        let beta = if accumulate { F::ONE } else { F::default() };
+        F::gemm(
+            m,
+            self.k,
+            self.n,
+            a,
+            rsa,
+            csa,
+            &self.values,
+            self.n,
+            1,
+            beta,
+            c,
+            rsc,
+        );
+    }
+}
+
+impl<F: HostFloat> Prepared for RowMajor<F> {
+    fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// f32's prepared right operand: packed for the SIMD kernel where the CPU runs it.
+pub(crate) enum F32Operand {
+    Packed(sgemm::PackedB),
+    RowMajor(RowMajor<f32>),
+}
+
+impl Prepared for F32Operand {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            F32Operand::Packed(b) => b.dims(),
+            F32Operand::RowMajor(b) => b.dims(),
+        }
+    }
 }
 
 /// The elementwise loops, once for every float type.
@@ -289,6 +380,31 @@ impl HostFloat for f32 {
         );
     }
 
+    type Prepared = F32Operand;
+
+    fn prepare(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> F32Operand {
+        match sgemm::isa() {
+            Some(_) => F32Operand::Packed(sgemm::PackedB::new(k, n, b, rsb, csb)),
+            None => F32Operand::RowMajor(RowMajor::new(k, n, b, rsb, csb)),
+        }
+    }
+
+    fn gemm_prepared(
+        m: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &F32Operand,
+        accumulate: bool,
+        c: &mut [f32],
+        rsc: usize,
+    ) {
+        match b {
+            F32Operand::Packed(b) => sgemm::sgemm_packed(m, a, rsa, csa, b, accumulate, c, rsc),
+            F32Operand::RowMajor(b) => b.gemm(m, a, rsa, csa, accumulate, c, rsc),
+        }
+    }
+
     fn tanh(self) -> Self {
         fast_tanh(self)
     }
@@ -369,6 +485,25 @@ impl HostFloat for f64 {
             c,
             rsc
         );
+    }
+
+    type Prepared = RowMajor<f64>;
+
+    fn prepare(k: usize, n: usize, b: &[f64], rsb: usize, csb: usize) -> RowMajor<f64> {
+        RowMajor::new(k, n, b, rsb, csb)
+    }
+
+    fn gemm_prepared(
+        m: usize,
+        a: &[f64],
+        rsa: usize,
+        csa: usize,
+        b: &RowMajor<f64>,
+        accumulate: bool,
+        c: &mut [f64],
+        rsc: usize,
+    ) {
+        b.gemm(m, a, rsa, csa, accumulate, c, rsc)
     }
 
     fn tanh(self) -> Self {
@@ -457,6 +592,37 @@ pub fn fast_tanh(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `gemm_prepared` with `B` and with `Bᵀ` prepared from `B` (strides swapped) equals
+    /// `gemm` on the same operands, for f32 (packed where the CPU has the kernel) and f64.
+    fn prepared_operand_equals_the_plain_product<F: HostFloat>(tolerance: f64) {
+        let (m, k, n) = (7, 37, 21);
+        let value = |i: usize| F::from_elem(((i * 7919 % 1013) as f64 / 1013.0) - 0.5);
+        let a: Vec<F> = (0..m * k).map(value).collect();
+        let b: Vec<F> = (0..k * n).map(|i| value(i + 5)).collect();
+        let b_t: Vec<F> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        for accumulate in [false, true] {
+            let start: Vec<F> = (0..m * n).map(|i| value(i + 9)).collect();
+            let mut want = start.clone();
+            let beta = if accumulate { F::ONE } else { F::default() };
+            F::gemm(m, k, n, &a, k, 1, &b, n, 1, beta, &mut want, n);
+            for prepared in [F::prepare(k, n, &b, n, 1), F::prepare(k, n, &b_t, 1, k)] {
+                assert_eq!(prepared.dims(), (k, n));
+                let mut got = start.clone();
+                F::gemm_prepared(m, &a, k, 1, &prepared, accumulate, &mut got, n);
+                for (g, w) in got.iter().zip(&want) {
+                    let (g, w): (f64, f64) = (g.elem(), w.elem());
+                    assert!((g - w).abs() <= tolerance, "{g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_operands_equal_the_plain_product() {
+        prepared_operand_equals_the_plain_product::<f32>(1e-5);
+        prepared_operand_equals_the_plain_product::<f64>(1e-12);
+    }
 
     #[test]
     fn fast_exp_matches_std_exp_to_a_few_ulps() {

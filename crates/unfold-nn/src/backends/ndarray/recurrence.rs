@@ -6,7 +6,8 @@ use std::ops::Range;
 
 use burn::backend::ndarray::NdArrayTensor;
 
-use super::{add_into, parallel, read, take, tensor, transposed, HostFloat};
+use super::math::Prepared as _;
+use super::{add_into, parallel, read, take, tensor, HostFloat};
 use crate::nonlinearity::Nonlinearity;
 use crate::recurrence::Steps;
 
@@ -38,11 +39,12 @@ fn forward_parts<F: HostFloat>(
     parts: &[Range<usize>],
 ) {
     let hidden = w.len().isqrt();
+    let w = F::prepare(hidden, hidden, w, hidden, 1); // once per pass, read at every step
     let chunks = parallel::chunks_mut(states, parts, steps.time * hidden);
     let rows: Vec<_> = parts.iter().cloned().zip(chunks).collect();
     parallel::run(rows, |(rows, states)| {
         let h0 = &h0[rows.start * hidden..rows.end * hidden];
-        forward_rows(states, h0, w, rows.start, steps, act);
+        forward_rows(states, h0, &w, rows.start, steps, act);
     });
 }
 
@@ -51,32 +53,19 @@ fn forward_parts<F: HostFloat>(
 fn forward_rows<F: HostFloat>(
     states: &mut [F],
     h0: &[F],
-    w: &[F],
+    w: &F::Prepared,
     first_row: usize,
     steps: &Steps,
     act: Nonlinearity,
 ) {
-    let hidden = w.len().isqrt(); // W is [hidden, hidden]
+    let (hidden, _) = w.dims(); // W is [hidden, hidden]
     let rows = h0.len().checked_div(hidden).unwrap_or(0);
     let row = steps.time * hidden; // stride between sequences in the [rows, time, hidden] buffer
     let mut prev = h0.to_vec(); // h(t-1), [rows, hidden]
     for t in steps.order() {
         let at = t * hidden;
         // h(t) ← drive(t) + h(t-1) W, in place over the drive.
-        F::gemm(
-            rows,
-            hidden,
-            hidden,
-            &prev,
-            hidden,
-            1,
-            w,
-            hidden,
-            1,
-            F::ONE,
-            &mut states[at..],
-            row,
-        );
+        F::gemm_prepared(rows, &prev, hidden, 1, w, true, &mut states[at..], row);
         for (b, prev_b) in prev.chunks_exact_mut(hidden).enumerate() {
             let h_b = &mut states[b * row + at..b * row + at + hidden];
             if steps.is_valid(first_row + b, t) {
@@ -126,7 +115,7 @@ fn backward_parts<F: HostFloat>(
     parts: &[Range<usize>],
 ) -> (Vec<F>, Vec<F>) {
     let hidden = w.len().isqrt();
-    let w_t = transposed(w, hidden);
+    let w_t = F::prepare(hidden, hidden, w, 1, hidden); // Wᵀ, once per pass
     let row = steps.time * hidden;
     let chunks = parallel::chunks_mut(da, parts, row);
     let rows: Vec<_> = parts.iter().cloned().zip(chunks).collect();
@@ -151,12 +140,12 @@ fn backward_rows<F: HostFloat>(
     da: &mut [F],
     states: &[F],
     h0: &[F],
-    w_t: &[F],
+    w_t: &F::Prepared,
     first_row: usize,
     steps: &Steps,
     act: Nonlinearity,
 ) -> (Vec<F>, Vec<F>) {
-    let hidden = w_t.len().isqrt(); // Wᵀ is [hidden, hidden]
+    let (hidden, _) = w_t.dims(); // Wᵀ is [hidden, hidden]
     let rows = h0.len().checked_div(hidden).unwrap_or(0);
     let row = steps.time * hidden;
     let order = steps.order();
@@ -182,20 +171,7 @@ fn backward_rows<F: HostFloat>(
             }
         }
         // next ← δa(t) Wᵀ; held rows keep their δh.
-        F::gemm(
-            rows,
-            hidden,
-            hidden,
-            &da[at..],
-            row,
-            1,
-            w_t,
-            hidden,
-            1,
-            F::default(),
-            &mut next,
-            hidden,
-        );
+        F::gemm_prepared(rows, &da[at..], row, 1, w_t, false, &mut next, hidden);
         for b in (0..rows).filter(|&b| !steps.is_valid(first_row + b, t)) {
             next[b * hidden..(b + 1) * hidden]
                 .copy_from_slice(&carry[b * hidden..(b + 1) * hidden]);
