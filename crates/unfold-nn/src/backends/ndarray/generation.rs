@@ -77,8 +77,8 @@ pub(super) fn generate<F: HostFloat, B: Backend>(
         .enumerate()
         .map(|(k, l)| {
             let input = if k == 0 { 0 } else { l.input.len() };
-            let (k, n) = l.recurrent.as_ref().map_or((0, 0), |w| w.dims());
-            input + k * n
+            let (rows, cols) = l.recurrent.as_ref().map_or((0, 0), |w| w.dims());
+            input + rows * cols
         })
         .sum::<usize>()
         + v_len;

@@ -8,7 +8,7 @@
 use burn::backend::ndarray::{NdArrayTensor, SharedArray};
 use burn::tensor::{Element, ElementConversion, TensorMetadata};
 
-use super::sgemm;
+use super::{fits, sgemm};
 use crate::nonlinearity::Nonlinearity;
 
 /// A float type the host kernels run in (f32 and f64).
@@ -298,12 +298,6 @@ macro_rules! f32_loop {
         }
         loops::$name($($arg),*)
     }};
-}
-
-/// Checks that a strided `rows×cols` matrix fits in `len` elements, so the unsafe GEMM call
-/// below never reads or writes outside its slice.
-fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < len
 }
 
 /// `matrixmultiply`'s GEMM (the one burn-ndarray uses) on checked slices.

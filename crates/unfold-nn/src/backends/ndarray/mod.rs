@@ -238,6 +238,12 @@ fn host_ids(ids: NdArrayTensor) -> Vec<usize> {
     }
 }
 
+/// Whether a strided `rows×cols` matrix fits in `len` elements: checked before every unsafe
+/// GEMM call, so none reads or writes outside its slice.
+fn fits(len: usize, rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < len
+}
+
 /// `into += from`, elementwise: one core's partial sum (of `∂W`, `∂U`, …) added to the total.
 fn add_into<F: HostFloat>(into: &mut [F], from: &[F]) {
     into.iter_mut().zip(from).for_each(|(d, &x)| *d = *d + x);

@@ -23,6 +23,8 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
+use super::fits;
+
 /// Rows of `C` per register block.
 const ROWS: usize = 6;
 /// Rows of `B` per pass over `C`: a 64-column panel of 256 rows is 64 KiB, at home in L2.
@@ -199,11 +201,6 @@ pub fn sgemm_packed(
     // SAFETY: `A` and `C` were checked just above, and `B` holds `⌈n / width⌉` panels of `k`
     // rows of `width` (its constructor); `c` is borrowed mutably, so it aliases neither.
     unsafe { by_depth(b.isa, (m, k, n), a, operand, accumulate, c, rsc) }
-}
-
-/// Whether a strided `rows×cols` matrix fits in `len` elements.
-fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
 }
 
 /// The left operand: element `(i, p)` of `A` at `a[i · rsa + p · csa]`.
